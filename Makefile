@@ -1,0 +1,29 @@
+# speechmapper: set-up, demo and tests. `make demo` and `make test` each create the
+# virtual environment (pinned requirements.txt) on first use.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: venv demo test lint
+
+$(VENV)/.installed: requirements.txt setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The main job on the embedded default: synthesize the mini-corpus, build the tiny LLM,
+# extract features, stage 1, stage 2, decode, print the results table.
+demo: venv
+	$(PY) recipes/LibriSpeech/run_demo.py
+
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .

@@ -1,0 +1,197 @@
+"""LibriSpeech data preparation: SpeechBrain CSV manifests from the standard distribution layout.
+
+Expected layout (as unpacked from openslr.org/12, or the project's synthetic mini-corpus)::
+
+    <data_folder>/LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
+    <data_folder>/LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt
+
+(``data_folder`` may also be the ``LibriSpeech`` folder itself.) One ``<split>.csv`` per split
+with columns ``ID, duration, wav, spk_id, wrd``; ``wrd`` is the MMS-normalized transcript
+(paper Sec. 3). Utterances whose audio is missing or unreadable, whose transcript is empty, or
+that are longer than ``max_duration`` seconds are skipped; every skip is counted, logged and
+listed in ``<save_folder>/<split>.skipped.tsv``.
+
+Usage (normally called by the training scripts through ``run_on_main``)::
+
+    python recipes/LibriSpeech/librispeech_prepare.py /path/to/LibriSpeech results/manifests \
+        train-clean-100 dev-clean test-clean
+
+Authors
+-------
+speechmapper developers, 2026
+"""
+
+import glob
+import json
+import logging
+import os
+import sys
+
+import soundfile
+
+from speechmapper_plugin.data import manifest_path, write_csv
+from speechmapper_plugin.files import atomic_write_text, write_json
+from speechmapper_plugin.text import normalize_text
+
+logger = logging.getLogger(__name__)
+
+FIELDS = ["ID", "duration", "wav", "spk_id", "wrd"]
+KNOWN_SPLITS = (
+    "train-clean-100",
+    "train-clean-360",
+    "train-other-500",
+    "dev-clean",
+    "dev-other",
+    "test-clean",
+    "test-other",
+)
+
+
+def find_librispeech_root(data_folder, splits):
+    """The folder that holds the split folders (``data_folder`` or ``data_folder/LibriSpeech``).
+
+    Raises a ``FileNotFoundError`` that describes the expected layout when a split is missing.
+    """
+    for root in (os.path.join(data_folder, "LibriSpeech"), data_folder):
+        if splits and all(os.path.isdir(os.path.join(root, s)) for s in splits):
+            return root
+    found = sorted(
+        d
+        for root in (data_folder, os.path.join(data_folder, "LibriSpeech"))
+        if os.path.isdir(root)
+        for d in os.listdir(root)
+        if os.path.isdir(os.path.join(root, d))
+    )
+    raise FileNotFoundError(
+        f"LibriSpeech splits {list(splits)} not found under data_folder={data_folder!r} "
+        f"(it holds: {found or 'nothing'}). Expected the standard layout "
+        "<data_folder>/LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac "
+        "with <speaker>-<chapter>.trans.txt next to the audio (download from "
+        "https://www.openslr.org/12, or build the mini-corpus with "
+        "`python -m speechmapper_plugin.minicorpus`)."
+    )
+
+
+def prepare_split(root, split, max_duration=None):
+    """Rows of one split and the skipped utterances ``(id, reason, detail)``."""
+    rows, skipped = [], []
+    trans_files = sorted(glob.glob(os.path.join(root, split, "*", "*", "*.trans.txt")))
+    if not trans_files:
+        raise FileNotFoundError(
+            f"No *.trans.txt file under {os.path.join(root, split)}: this is not a LibriSpeech "
+            "split (expected <split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt)."
+        )
+    for trans in trans_files:
+        folder = os.path.dirname(trans)
+        with open(trans, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                utt_id, _, text = line.partition(" ")
+                wav = os.path.join(folder, f"{utt_id}.flac")
+                words = normalize_text(text)
+                if not words:
+                    skipped.append((utt_id, "empty_transcript", f"{trans}:{line_no}"))
+                    continue
+                if not os.path.isfile(wav):
+                    skipped.append((utt_id, "missing_audio", wav))
+                    continue
+                try:
+                    info = soundfile.info(wav)
+                    duration = info.frames / info.samplerate
+                except (RuntimeError, soundfile.LibsndfileError) as err:
+                    skipped.append((utt_id, "unreadable_audio", f"{wav}: {err}"))
+                    continue
+                if max_duration and duration > max_duration:
+                    skipped.append((utt_id, "too_long", f"{duration:.1f}s > {max_duration}s"))
+                    continue
+                rows.append(
+                    {
+                        "ID": utt_id,
+                        "duration": round(duration, 3),
+                        "wav": wav,
+                        "spk_id": utt_id.split("-")[0],
+                        "wrd": words,
+                    }
+                )
+    return rows, skipped
+
+
+def prepare_librispeech(data_folder, save_folder, splits, max_duration=None, skip_prep=False):
+    """Write ``<save_folder>/<split>.csv`` for every split (skipped if already done with the
+    same options).
+
+    Arguments
+    ---------
+    data_folder : str
+        Folder holding ``LibriSpeech/`` (or the ``LibriSpeech`` folder itself).
+    save_folder : str
+        Where the manifests go.
+    splits : list of str
+        Split folder names, e.g. ``["train-clean-100", "dev-clean", "test-clean"]``.
+    max_duration : float, optional
+        Utterances longer than this (seconds) are skipped and counted.
+    skip_prep : bool
+        Do nothing (manifests prepared elsewhere).
+
+    Returns
+    -------
+    dict
+        Per split: number of utterances kept, hours, and skip counts by reason.
+    """
+    if skip_prep:
+        return {}
+    data_folder = os.path.abspath(data_folder)  # manifests hold absolute audio paths
+    splits = list(splits)
+    options = {"data_folder": data_folder, "splits": splits, "max_duration": max_duration}
+    opts_file = os.path.join(save_folder, "prepare_options.json")
+    if all(os.path.isfile(manifest_path(save_folder, s)) for s in splits) and os.path.isfile(
+        opts_file
+    ):
+        with open(opts_file, encoding="utf-8") as f:
+            if json.load(f) == options:
+                logger.info("Manifests in %s are up to date; preparation skipped.", save_folder)
+                with open(os.path.join(save_folder, "prepare_summary.json"), encoding="utf-8") as g:
+                    return json.load(g)
+    root = find_librispeech_root(data_folder, splits)
+    summary = {}
+    for split in splits:
+        rows, skipped = prepare_split(root, split, max_duration)
+        if not rows:
+            raise ValueError(
+                f"Split {split} under {root} has no usable utterance "
+                f"({len(skipped)} skipped; see the reasons in the log)."
+            )
+        write_csv(manifest_path(save_folder, split), rows, FIELDS)
+        reasons = {}
+        for utt_id, reason, detail in skipped:
+            reasons[reason] = reasons.get(reason, 0) + 1
+            logger.warning("%s: skipped %s (%s): %s", split, utt_id, reason, detail)
+        atomic_write_text(
+            os.path.join(save_folder, f"{split}.skipped.tsv"),
+            "".join(f"{u}\t{r}\t{d}\n" for u, r, d in skipped),
+        )
+        summary[split] = {
+            "utterances": len(rows),
+            "hours": round(sum(r["duration"] for r in rows) / 3600, 3),
+            "skipped": reasons,
+        }
+        logger.info(
+            "%s: %d utterances (%.2f h) kept, %d skipped %s",
+            split,
+            len(rows),
+            summary[split]["hours"],
+            len(skipped),
+            reasons,
+        )
+    write_json(os.path.join(save_folder, "prepare_summary.json"), summary)
+    write_json(opts_file, options)
+    return summary
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if len(sys.argv) < 4:
+        sys.exit(__doc__)
+    print(json.dumps(prepare_librispeech(sys.argv[1], sys.argv[2], sys.argv[3:]), indent=2))

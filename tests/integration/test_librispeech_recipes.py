@@ -1,0 +1,193 @@
+"""End-to-end tests of the LibriSpeech recipes on the tiny preset (hparams/tiny.yaml):
+mini-corpus -> tiny LLM -> extract_features.py -> train_stage1.py -> train_stage2.py, run
+in-process with the same command-line arguments a user types (SpeechBrain debug flags where
+a run only has to prove the path works)."""
+
+import json
+import os
+import runpy
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RECIPE = os.path.join(ROOT, "recipes", "LibriSpeech")
+PRESET = os.path.join(ROOT, "hparams", "tiny.yaml")
+sys.path.insert(0, RECIPE)
+
+from speechmapper_plugin.minicorpus import build_minicorpus  # noqa: E402
+from speechmapper_plugin.preset import preset_overrides  # noqa: E402
+from speechmapper_plugin.tiny_llm import build_tiny_llm  # noqa: E402
+
+
+def run_recipe(script, hparams, args):
+    """Run a recipe script in-process, as `python recipes/LibriSpeech/<script> <hparams> args`."""
+    argv = sys.argv
+    cwd = os.getcwd()
+    sys.argv = [os.path.join(RECIPE, script), os.path.join(ROOT, "hparams", hparams), *args]
+    os.chdir(ROOT)
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Mini-corpus, tiny LLM and extracted features, shared by the tests of this module."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny")
+    data = root / "minicorpus"
+    corpus = build_minicorpus(str(data), num_train=48, num_valid=8, num_test=8, jobs=1)
+    texts = []
+    for dirpath, _, files in os.walk(data / "LibriSpeech" / "train-clean-100"):
+        for name in files:
+            if name.endswith(".trans.txt"):
+                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
+                    texts += [line.split(" ", 1)[1].strip().lower() for line in f]
+    llm = build_tiny_llm(str(root / "llm"), texts)
+    common = {"data_folder": str(data), "cache_folder": str(root / "cache")}
+    run_recipe(
+        "extract_features.py",
+        "features.yaml",
+        preset_overrides(PRESET, ["features"], **common),
+    )
+    return {"root": root, "llm": str(llm), "common": common, "corpus": corpus}
+
+
+def stage_args(tiny, stage, **extra):
+    return preset_overrides(
+        PRESET,
+        ["both_stages", stage],
+        llm_source=tiny["llm"],
+        **tiny["common"],
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def stage1_run(tiny):
+    """A short but real stage-1 run (3 epochs), whose checkpoint stage 2 starts from."""
+    out = tiny["root"] / "stage1"
+    args = stage_args(
+        tiny,
+        "stage1",
+        output_folder=str(out),
+        number_of_epochs=3,
+        warmup_steps=5,
+        total_steps=50,
+        max_batch_length=20.0,
+    )
+    run_recipe("train_stage1.py", "stage1.yaml", args)
+    return out, args
+
+
+def read_curve(folder):
+    with open(os.path.join(folder, "curve.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_extraction_cached_every_utterance(tiny):
+    from speechmapper_plugin.features import FeatureCache
+
+    cache = FeatureCache(os.path.join(tiny["common"]["cache_folder"], "features", "fbank80_avg4"))
+    assert len(cache) == 48 + 8 + 8
+    assert cache.dim == 80
+    # Re-running the extraction resumes: nothing is extracted twice.
+    run_recipe(
+        "extract_features.py",
+        "features.yaml",
+        preset_overrides(PRESET, ["features"], **tiny["common"]),
+    )
+    assert len(FeatureCache(cache.folder)) == 64
+
+
+def test_stage1_learns_and_reports(stage1_run):
+    out, _ = stage1_run
+    valid = [r for r in read_curve(out) if r["split"] == "valid"]
+    assert len(valid) == 3
+    assert valid[-1]["loss"] < valid[0]["loss"]  # a learned improvement
+    with open(out / "results" / "test-clean.json", encoding="utf-8") as f:
+        result = json.load(f)
+    assert result["split"] == "test-clean" and result["num_utterances"] == 8
+    assert 0 <= result["wer"] and "nearest-embedding" in result["decoding"]
+    assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    lines = (out / "decode" / "test-clean.nearest.tsv").read_text().splitlines()
+    assert lines[0] == "ID\thypothesis\treference" and len(lines) == 9
+
+
+def test_stage1_resume_runs_no_extra_epoch(stage1_run):
+    out, args = stage1_run
+    before = len(read_curve(out))
+    run_recipe("train_stage1.py", "stage1.yaml", args)
+    after = read_curve(out)
+    # The epoch counter was recovered: no training record was added by the second run.
+    assert [r for r in after[before:] if r["split"] in ("train", "valid")] == []
+
+
+def test_stage1_debug_flags(tiny):
+    out = tiny["root"] / "stage1_debug"
+    run_recipe(
+        "train_stage1.py",
+        "stage1.yaml",
+        stage_args(tiny, "stage1", output_folder=str(out))
+        + ["--debug", "--debug_batches=2", "--debug_epochs=1"],
+    )
+    assert (out / "results" / "test-clean.json").is_file()
+
+
+@pytest.mark.parametrize("sigma", [0.9, 0.0])
+def test_stage2_from_stage1_checkpoint(tiny, stage1_run, sigma):
+    out = tiny["root"] / f"stage2_sigma{sigma}"
+    run_recipe(
+        "train_stage2.py",
+        "stage2.yaml",
+        stage_args(
+            tiny,
+            "stage2",
+            output_folder=str(out),
+            sigma=sigma,
+            stage1_checkpoint=str(stage1_run[0] / "save"),
+            max_new_tokens=8,
+        )
+        + ["--debug", "--debug_batches=2", "--debug_epochs=1"],
+    )
+    with open(out / "results" / "test-clean.json", encoding="utf-8") as f:
+        result = json.load(f)
+    assert result["sigma"] == sigma and result["num_utterances"] == 8
+    assert result["prompt"].startswith('"<speech>"\nRepeat the previous text')
+    assert result["wer"] >= 0 and result["cer"] >= 0
+    if sigma == 0:
+        assert result["mse"] == 0.0  # CE-only IT: the MSE term is not computed
+    else:
+        assert result["mse"] > 0 and result["loss"] == pytest.approx(
+            (1 - sigma) * result["ce"] + sigma * result["mse"], rel=1e-4
+        )
+
+
+def test_misspelled_key_names_the_key(tiny):
+    with pytest.raises(KeyError, match=r"--lrr .*Did you mean --lr\?"):
+        run_recipe(
+            "train_stage1.py",
+            "stage1.yaml",
+            stage_args(tiny, "stage1", output_folder=str(tiny["root"] / "x")) + ["--lrr=0.1"],
+        )
+
+
+def test_unreachable_hub_id_suggests_local_path(tiny):
+    args = stage_args(tiny, "stage1", output_folder=str(tiny["root"] / "hub"))
+    args = [a for a in args if not a.startswith("--llm_source=")]
+    args.append("--llm_source=meta-llama/Llama-3.1-8B-Instruct")
+    with pytest.raises(Exception, match=r"(?s)meta-llama/Llama-3\.1-8B-Instruct.*local"):
+        run_recipe("train_stage1.py", "stage1.yaml", args)
+
+
+def test_wrong_layout_describes_expected_layout(tiny, tmp_path):
+    (tmp_path / "not_librispeech").mkdir()
+    args = stage_args(tiny, "stage1", output_folder=str(tmp_path / "out"))
+    args = [a for a in args if not a.startswith(("--data_folder=", "--cache_folder="))]
+    args += [f"--data_folder={tmp_path / 'not_librispeech'}", f"--cache_folder={tmp_path / 'c'}"]
+    with pytest.raises(FileNotFoundError, match=r"<speaker>-<chapter>\.trans\.txt"):
+        run_recipe("train_stage1.py", "stage1.yaml", args)

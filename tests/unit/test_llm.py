@@ -1,0 +1,651 @@
+"""Tests of the frozen-LLM module on locally built tiny models (no hub access)."""
+
+import json
+import logging
+import random
+import shutil
+
+import huggingface_hub
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+from transformers.modeling_utils import PreTrainedModel
+
+from speechmapper_plugin import llm as llm_module
+from speechmapper_plugin.llm import (
+    EmbeddingTable,
+    FrozenLLM,
+    end_of_turn_token,
+    find_embedding_tensor_name,
+    load_input_embeddings,
+    resolve_source,
+    select_pad_token,
+)
+from speechmapper_plugin.tiny_llm import build_tiny_llm
+
+WORDS = (
+    "the of and to in he was that it his her you as had with for she not at but be my on "
+    "have him is said me which by so this all from they no were if would or when what there "
+    "been one could very an who them mister we now more out do are up their your will little "
+    "than then some into any well much about time know should man did like upon such never "
+    "only good how before other see must am own come down say after think made might being "
+    "mistress again great two can go over too without where first long house old hand eyes"
+).split()
+EMBED_NAME = "model.embed_tokens.weight"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def make_corpus(num_sentences=150, seed=0):
+    rng = random.Random(seed)
+    return [
+        " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(num_sentences)
+    ]
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return make_corpus()
+
+
+@pytest.fixture(scope="module")
+def folder(corpus, tmp_path_factory):
+    # A larger init std than HF's 0.02 makes greedy outputs depend on the inputs.
+    return build_tiny_llm(
+        tmp_path_factory.mktemp("tiny") / "llm", corpus, initializer_range=0.2, seed=3
+    )
+
+
+@pytest.fixture(scope="module")
+def sharded(corpus, tmp_path_factory):
+    return build_tiny_llm(
+        tmp_path_factory.mktemp("tiny") / "sharded", corpus, max_shard_size="200KB"
+    )
+
+
+@pytest.fixture(scope="module")
+def llm(folder):
+    return FrozenLLM(folder, dtype="float32")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Makes sure huggingface_hub never goes online in this test."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a full model was instantiated")
+
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(refuse))
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", refuse)
+
+
+def fake_hub_cache(cache_dir, repo_id, source, files):
+    """Lays ``files`` of ``source`` out as a cached hub snapshot of ``repo_id``."""
+    storage = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    snapshot = storage / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (storage / "refs").mkdir()
+    (storage / "refs" / "main").write_text(COMMIT)
+    for name in files:
+        shutil.copy(source / name, snapshot / name)
+    return snapshot
+
+
+def tokenizer_files(source):
+    return [
+        path.name
+        for path in source.iterdir()
+        if path.name.startswith(("tokenizer", "special_tokens", "chat_template"))
+        or path.name in ("config.json", "generation_config.json")
+    ]
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def test_resolve_source_local_folder(folder, tmp_path):
+    assert resolve_source(folder) == folder
+    assert resolve_source(str(folder)) == folder
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        resolve_source(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_source(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_source("./missing/model")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        resolve_source(folder / "config.json")
+
+
+def test_resolve_source_offline_hub_id_not_cached(offline, tmp_path):
+    repo = "meta-llama/Llama-3.1-8B-Instruct"
+    with pytest.raises(OSError) as error:
+        resolve_source(repo, cache_dir=tmp_path)
+    message = str(error.value)
+    assert repr(repo) in message
+    assert "offline" in message
+    assert f"huggingface-cli download {repo}" in message
+    assert "local folder" in message
+    with pytest.raises(ValueError, match="not a valid|neither"):
+        resolve_source("bad id with spaces/x y", cache_dir=tmp_path)
+
+
+def test_resolve_source_uses_the_offline_hub_cache(offline, folder, tmp_path):
+    snapshot = fake_hub_cache(tmp_path, "acme/tiny", folder, tokenizer_files(folder))
+    assert resolve_source("acme/tiny", cache_dir=tmp_path) == snapshot
+
+
+# ----------------------------------------------------------------- embedding loading
+
+
+def test_load_input_embeddings_single_file(folder, no_model_loading):
+    weight = load_input_embeddings(folder)
+    from safetensors.torch import load_file
+
+    assert torch.equal(weight, load_file(folder / "model.safetensors")[EMBED_NAME])
+
+
+def test_load_input_embeddings_matches_model(folder, sharded):
+    for source in (folder, sharded):
+        model = AutoModelForCausalLM.from_pretrained(source)
+        expected = model.get_input_embeddings().weight.detach()
+        assert torch.equal(load_input_embeddings(source), expected)
+
+
+def test_load_input_embeddings_sharded_opens_one_shard(sharded, no_model_loading, monkeypatch):
+    opened = []
+    real_open = llm_module.safe_open
+
+    def spy(path, *args, **kwargs):
+        opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(llm_module, "safe_open", spy)
+    weight = load_input_embeddings(sharded)
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    shard = index["weight_map"][EMBED_NAME]
+    assert len(set(index["weight_map"].values())) > 2
+    assert {str(sharded / shard)} == set(opened)
+    assert weight.shape[1] == 128
+
+
+def test_load_input_embeddings_keeps_bf16(folder, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(folder).to(torch.bfloat16)
+    model.save_pretrained(tmp_path)
+    weight = load_input_embeddings(tmp_path)
+    assert weight.dtype == torch.bfloat16
+    assert torch.equal(weight, model.get_input_embeddings().weight)
+
+
+def test_load_input_embeddings_from_hub_fetches_one_shard(
+    offline, sharded, tmp_path, no_model_loading
+):
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    shard = index["weight_map"][EMBED_NAME]
+    files = tokenizer_files(sharded) + ["model.safetensors.index.json", shard]
+    snapshot = fake_hub_cache(tmp_path, "acme/tiny-sharded", sharded, files)
+    weight = load_input_embeddings("acme/tiny-sharded", cache_dir=tmp_path)
+    assert torch.equal(weight, load_input_embeddings(sharded))
+    table = EmbeddingTable.from_pretrained("acme/tiny-sharded", cache_dir=tmp_path)
+    assert table.pad_token == "<|finetune_right_pad_id|>"
+    # The other shards are not there: the full model cannot be built from this cache.
+    (snapshot / shard).unlink()
+    with pytest.raises(OSError, match=f"huggingface-cli download acme/tiny-sharded {shard}"):
+        load_input_embeddings("acme/tiny-sharded", cache_dir=tmp_path)
+
+
+def test_frozen_llm_reports_missing_shards(offline, monkeypatch, sharded, tmp_path):
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    shard = index["weight_map"][EMBED_NAME]
+    files = tokenizer_files(sharded) + ["model.safetensors.index.json", shard]
+    fake_hub_cache(tmp_path, "acme/partial", sharded, files)
+    with pytest.raises(FileNotFoundError, match="huggingface-cli download acme/partial"):
+        FrozenLLM("acme/partial", cache_dir=tmp_path, dtype="float32")
+
+
+def test_frozen_llm_from_hub_cache(offline, sharded, tmp_path):
+    files = [path.name for path in sharded.iterdir() if not path.name.startswith(".")]
+    fake_hub_cache(tmp_path, "acme/full", sharded, files)
+    model = FrozenLLM("acme/full", cache_dir=tmp_path, dtype="float32")
+    assert torch.equal(model.model.get_input_embeddings().weight, load_input_embeddings(sharded))
+
+
+def test_find_embedding_tensor_name():
+    names = ["lm_head.weight", "model.layers.0.mlp.up_proj.weight", EMBED_NAME]
+    assert find_embedding_tensor_name(names) == EMBED_NAME
+    assert find_embedding_tensor_name(["transformer.wte.weight", "lm_head.weight"]) == (
+        "transformer.wte.weight"
+    )
+    assert find_embedding_tensor_name(names, tensor_name="lm_head.weight") == "lm_head.weight"
+    with pytest.raises(ValueError, match="tensor_name"):
+        find_embedding_tensor_name(["a.embed_tokens.weight", "b.embed_tokens.weight"])
+    with pytest.raises(KeyError, match="ckpt"):
+        find_embedding_tensor_name(["lm_head.weight"], "ckpt")
+    with pytest.raises(KeyError, match="nope"):
+        find_embedding_tensor_name(names, tensor_name="nope")
+
+
+def test_load_input_embeddings_errors(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
+    with pytest.raises(FileNotFoundError, match="safetensors"):
+        load_input_embeddings(tmp_path)
+    from safetensors.torch import save_file
+
+    save_file({"model.embed_tokens.weight": torch.zeros(10, 4)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(ValueError, match="hidden size is 8"):
+        load_input_embeddings(tmp_path)
+
+
+# ------------------------------------------------------------------------ pad token
+
+
+def chatml_tokenizer(pad_token="<pad>"):
+    """A EuroLLM-like (ChatML, own pad token, no Llama-3 pad) word-level tokenizer."""
+    vocab = ["<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>", "hello", "world"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="<|im_end|>",
+        unk_token="<unk>",
+        pad_token=pad_token,
+        additional_special_tokens=["<|im_start|>", "</s>"],
+        name_or_path="acme/eurollm-like",
+    )
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content']"
+        " + '<|im_end|>\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
+    return tokenizer
+
+
+def test_select_pad_token_llama_style(llm):
+    tokenizer = llm.tokenizer
+    token, token_id = select_pad_token(tokenizer)
+    assert token == "<|finetune_right_pad_id|>"
+    assert token_id == tokenizer.convert_tokens_to_ids(token)
+    assert end_of_turn_token(tokenizer) == ("<|eot_id|>", tokenizer.eos_token_id)
+    token, _ = select_pad_token(tokenizer, "<|reserved_special_token_1|>")
+    assert token == "<|reserved_special_token_1|>"
+    for bad in ("<|eot_id|>", "<pad>", "not a token"):
+        with pytest.raises(ValueError) as error:
+            select_pad_token(tokenizer, bad)
+        message = str(error.value)
+        assert repr(bad) in message
+        assert "--pad_token=<token>" in message
+        assert "<|finetune_right_pad_id|>" in message  # a candidate
+        assert llm.tokenizer.name_or_path in message  # names the model
+
+
+def test_select_pad_token_chatml_style():
+    tokenizer = chatml_tokenizer()
+    assert end_of_turn_token(tokenizer) == ("<|im_end|>", 5)
+    assert select_pad_token(tokenizer) == ("<pad>", 3)
+    with pytest.raises(ValueError, match="acme/eurollm-like.*--pad_token"):
+        select_pad_token(chatml_tokenizer(pad_token=None))
+    with pytest.raises(ValueError, match="eos / end-of-turn"):
+        select_pad_token(chatml_tokenizer(pad_token="<|im_end|>"))
+    with pytest.raises(ValueError, match="not a single token"):
+        select_pad_token(tokenizer, "<|finetune_right_pad_id|>")
+
+
+# ------------------------------------------------------------------- embedding table
+
+
+@pytest.fixture(scope="module")
+def table(folder):
+    return EmbeddingTable.from_pretrained(folder)
+
+
+def test_table_is_a_frozen_non_persistent_buffer(table, folder):
+    assert list(table.parameters()) == []
+    assert table.state_dict() == {}
+    assert table.tokenizer is not None
+    assert table.pad_id == table.tokenizer.convert_tokens_to_ids("<|finetune_right_pad_id|>")
+    assert torch.equal(table.weight, load_input_embeddings(folder))
+    half = EmbeddingTable(table.weight.to(torch.bfloat16), table.pad_id)
+    assert half.weight.dtype == torch.bfloat16
+    assert half(torch.tensor([1, 2])).dtype == torch.float32
+
+
+def test_targets_values_and_padding(table, corpus):
+    ids = table.encode(corpus[:3])
+    length = max(len(seq) for seq in ids) + 4
+    out, kept = table.targets(ids, length, return_lengths=True)
+    assert out.shape == (3, length, table.embed_dim)
+    assert out.dtype == torch.float32
+    assert kept.tolist() == [len(seq) for seq in ids]
+    for row, seq in enumerate(ids):
+        assert torch.equal(out[row, : len(seq)], table.weight[seq])
+        pads = out[row, len(seq) :]
+        assert torch.equal(pads, table.weight[table.pad_id].expand_as(pads))
+    # Same targets from a padded tensor with integer or relative lengths.
+    width = max(len(seq) for seq in ids)
+    padded = torch.zeros(3, width, dtype=torch.long)
+    for row, seq in enumerate(ids):
+        padded[row, : len(seq)] = torch.tensor(seq)
+    counts = torch.tensor([len(seq) for seq in ids])
+    assert torch.equal(table.targets(padded, length, num_tokens=counts), out)
+    assert torch.equal(table.targets(padded, length, num_tokens=counts / width), out)
+
+
+def test_targets_truncation_is_counted_and_logged(folder, caplog):
+    table = EmbeddingTable.from_pretrained(folder)
+    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin.llm"):
+        out, kept = table.targets(
+            [[5, 6, 7, 8], [5], [9, 9, 9]], 2, utt_ids=["a", "b", "c"], return_lengths=True
+        )
+    assert table.num_truncated == 2
+    assert kept.tolist() == [2, 1, 2]
+    assert torch.equal(out[0], table.weight[[5, 6]])
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(messages) == 2
+    assert "utterance a has 4 tokens" in messages[0]
+    assert "utterance c" in messages[1]
+    with pytest.raises(ValueError, match="utterance #1 of the batch"):
+        table.targets([[1], [10**6]], 3)
+
+
+def test_nearest_and_decode_round_trip(table, corpus):
+    texts = corpus[:6]
+    ids = table.encode(texts)
+    length = max(len(seq) for seq in ids) + 3
+    targets = table.targets(ids, length)
+    noisy = targets + 1e-3 * torch.randn(targets.shape, generator=torch.Generator().manual_seed(0))
+    lens = torch.ones(len(texts))
+    assert table.nearest(noisy, lens) == ids
+    assert table.decode(noisy, lens) == texts
+    # Relative lengths cut the search; a pad cuts the sequence.
+    short = torch.tensor([2 / length] + [1.0] * 5)
+    assert table.nearest(targets, short)[0] == ids[0][:2]
+    cut = targets.clone()
+    cut[1, 1] = table.weight[table.pad_id]
+    assert table.nearest(cut, lens)[1] == ids[1][:1]
+
+
+def test_nearest_chunks_match_brute_force(table):
+    pred = torch.randn(3, 9, table.embed_dim, generator=torch.Generator().manual_seed(1)) * 0.05
+    lens = torch.tensor([1.0, 0.5, 0.8])
+    chunked = EmbeddingTable(table.weight, pad_id=table.vocab_size - 1, chunk_size=7)
+    chunked_ids = chunked.nearest(pred, lens)
+    for row, count in enumerate([9, 4, 7]):  # round(lens * 9), no pad in this vocab slice
+        brute = torch.cdist(pred[row, :count], table.weight).argmin(-1).tolist()
+        if table.vocab_size - 1 in brute:
+            brute = brute[: brute.index(table.vocab_size - 1)]
+        assert chunked_ids[row] == brute
+
+
+# ------------------------------------------------------------------------ frozen LLM
+
+
+PROMPTS = ["<speech>\nrepeat the text", "please say <speech> now"]
+ANSWERS = ["the man said", "there was a house"]
+
+
+def speech_batch(llm, seed=0, scale=0.2):
+    generator = torch.Generator().manual_seed(seed)
+    speech = torch.randn(2, 6, llm.embed_dim, generator=generator) * scale
+    return speech, torch.tensor([1.0, 0.5])
+
+
+def test_frozen_llm_is_frozen_and_stays_in_eval(llm):
+    assert llm.embed_dim == 128
+    assert llm.pad_token == "<|finetune_right_pad_id|>"
+    assert all(not p.requires_grad for p in llm.parameters())
+    container = torch.nn.ModuleDict({"llm": llm, "proj": torch.nn.Linear(2, 2)})
+    container.train()
+    assert container["proj"].training
+    assert not llm.training
+    assert not any(module.training for module in llm.modules())
+    eot = llm.tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    end = llm.tokenizer.convert_tokens_to_ids("<|end_of_text|>")
+    assert llm.eot_id == eot
+    assert llm.eos_ids == sorted([eot, end])
+
+
+def test_prompt_placeholder_errors(llm):
+    speech, lens = speech_batch(llm)
+    for bad in ("no placeholder", "<speech> twice <speech>"):
+        with pytest.raises(ValueError, match="exactly once") as error:
+            llm.build_inputs(speech, lens, [bad, PROMPTS[0]])
+        assert repr(bad) in str(error.value)
+    with pytest.raises(ValueError, match="2 prompts|1 prompts"):
+        llm.build_inputs(speech, lens, PROMPTS[:1])
+
+
+def rendered_ids(llm, conversation, generation_prompt):
+    """HF's own rendering, tokenized at once, split where the placeholder was."""
+    tok = llm.tokenizer
+    text = tok.apply_chat_template(
+        conversation, tokenize=False, add_generation_prompt=generation_prompt
+    )
+    before, after = text.split("<speech>")
+    ids_before = tok(before, add_special_tokens=False)["input_ids"]
+    full = tok(before + after, add_special_tokens=False)["input_ids"]
+    assert full[: len(ids_before)] == ids_before
+    return ids_before, full[len(ids_before) :]
+
+
+def expected_rows(llm, prompt, num_speech, answer):
+    """Token ids (None for speech) of one spliced sequence, and the answer + eot ids.
+
+    The whole conversation (user prompt + assistant answer) is rendered with the chat
+    template and tokenized at once, the placeholder removed; the speech vectors go where
+    the placeholder was.
+    """
+    tok = llm.tokenizer
+    user = [{"role": "user", "content": prompt}]
+    before, after = rendered_ids(llm, user, True)
+    assert before[0] == tok.bos_token_id
+    prompt_rows = before + [None] * num_speech + after
+    if answer is None:
+        return prompt_rows, []
+    before, after = rendered_ids(llm, user + [{"role": "assistant", "content": answer}], False)
+    rows = before + [None] * num_speech + after
+    assert rows[: len(prompt_rows)] == prompt_rows
+    answer_ids = rows[len(prompt_rows) :]
+    assert answer_ids[-1] == llm.eot_id
+    assert tok.decode(answer_ids, skip_special_tokens=True) == answer
+    return rows, answer_ids
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_build_inputs_splices_speech_and_masks_labels(llm, padding_side):
+    speech, lens = speech_batch(llm)
+    speech.requires_grad_(True)
+    inputs = llm.build_inputs(speech, lens, PROMPTS, ANSWERS, padding_side=padding_side)
+    embeds, mask, labels = inputs["inputs_embeds"], inputs["attention_mask"], inputs["labels"]
+    weight = llm.model.get_input_embeddings().weight
+    total = embeds.shape[1]
+    for row, num_speech in enumerate([6, 3]):
+        ids, answer_ids = expected_rows(llm, PROMPTS[row], num_speech, ANSWERS[row])
+        size = len(ids)
+        start = 0 if padding_side == "right" else total - size
+        assert mask[row].sum() == size
+        assert mask[row, start : start + size].all()
+        speech_pos = [start + i for i, tok in enumerate(ids) if tok is None]
+        assert len(speech_pos) == num_speech
+        assert torch.equal(embeds[row, speech_pos], speech[row, :num_speech])
+        for offset, tok in enumerate(ids):
+            if tok is not None:
+                assert torch.equal(embeds[row, start + offset], weight[tok])
+        pad_positions = [i for i in range(total) if not start <= i < start + size]
+        assert torch.equal(
+            embeds[row, pad_positions], weight[llm.pad_id].expand(len(pad_positions), -1)
+        )
+        expected_labels = torch.full((total,), -100)
+        answer_start = start + size - len(answer_ids)
+        expected_labels[answer_start : start + size] = torch.tensor(answer_ids)
+        assert torch.equal(labels[row], expected_labels)
+        positions = inputs["position_ids"][row, start : start + size]
+        assert torch.equal(positions, torch.arange(size))
+    # Generation inputs: the rendered prompt with the generation header, no labels.
+    gen = llm.build_inputs(speech, lens, PROMPTS, padding_side="left")
+    assert gen["labels"] is None
+    for row, num_speech in enumerate([6, 3]):
+        ids, _ = expected_rows(llm, PROMPTS[row], num_speech, None)
+        assert int(gen["attention_mask"][row].sum()) == len(ids)
+        tail = gen["inputs_embeds"][row, -len(ids) :]
+        text_pos = [i for i, tok in enumerate(ids) if tok is not None]
+        assert torch.equal(tail[text_pos], weight[[ids[i] for i in text_pos]])
+
+
+def test_assistant_prefix_precedes_the_answer(llm):
+    speech, lens = speech_batch(llm)
+    tok = llm.tokenizer
+    plain = llm.build_inputs(speech, lens, PROMPTS, ANSWERS)
+    forced = llm.build_inputs(speech, lens, PROMPTS, ANSWERS, assistant_prefix="it is:")
+    weight = llm.model.get_input_embeddings().weight
+    prefix_ids = tok("\nit is:", add_special_tokens=False)["input_ids"][
+        len(tok("\n", add_special_tokens=False)["input_ids"]) :
+    ]
+    for row in range(2):
+        size = int(plain["attention_mask"][row].sum())
+        answer = int((plain["labels"][row] != -100).sum())
+        head = size - answer  # prompt + speech + generation header
+        extra = len(prefix_ids)
+        assert int(forced["attention_mask"][row].sum()) == size + extra
+        assert torch.equal(forced["inputs_embeds"][row, :head], plain["inputs_embeds"][row, :head])
+        assert torch.equal(forced["inputs_embeds"][row, head : head + extra], weight[prefix_ids])
+        assert torch.equal(
+            forced["labels"][row, head + extra : size + extra], plain["labels"][row, head:size]
+        )
+        assert (forced["labels"][row, : head + extra] == -100).all()
+
+
+def test_system_prompt_is_rendered(folder):
+    model = FrozenLLM(folder, dtype="float32", system_prompt="you transcribe")
+    before, _ = model.prompt_ids(PROMPTS[0])
+    assert "you transcribe<|eot_id|>" in model.tokenizer.decode(before)
+
+
+def test_forward_loss_equals_hf_loss_and_reaches_speech(llm):
+    speech, lens = speech_batch(llm)
+    speech.requires_grad_(True)
+    out = llm(speech, lens, PROMPTS, ANSWERS)
+    inputs = llm.build_inputs(speech.detach(), lens, PROMPTS, ANSWERS)
+    reference = llm.model(
+        inputs_embeds=inputs["inputs_embeds"],
+        attention_mask=inputs["attention_mask"],
+        position_ids=inputs["position_ids"],
+        labels=inputs["labels"],
+    ).loss
+    assert torch.allclose(out["loss"], reference, atol=1e-5)
+    assert out["num_tokens"] == int((inputs["labels"] != -100).sum())
+    full = llm(speech, lens, PROMPTS, ANSWERS, return_logits=True)
+    assert torch.allclose(full["loss"], out["loss"], atol=1e-5)
+    assert full["logits"].shape[:2] == inputs["labels"].shape
+    out["loss"].backward()
+    grad = speech.grad
+    assert grad[0].abs().sum(-1).gt(0).all()  # every valid frame gets a gradient
+    assert grad[1, :3].abs().sum(-1).gt(0).all()
+    assert torch.equal(grad[1, 3:], torch.zeros_like(grad[1, 3:]))  # beyond the length
+    assert all(p.grad is None for p in llm.parameters())
+
+
+def test_bf16_llm_casts_speech_and_keeps_gradient(folder):
+    model = FrozenLLM(folder, dtype="bfloat16")
+    speech, lens = speech_batch(model)
+    speech.requires_grad_(True)
+    inputs = model.build_inputs(speech, lens, PROMPTS, ANSWERS)
+    assert inputs["inputs_embeds"].dtype == torch.bfloat16
+    out = model(speech, lens, PROMPTS, ANSWERS)
+    assert out["loss"].dtype == torch.float32
+    out["loss"].backward()
+    assert speech.grad.dtype == torch.float32
+    assert speech.grad[0].abs().sum() > 0
+
+
+def test_batched_greedy_equals_one_by_one(llm, monkeypatch):
+    generator = torch.Generator().manual_seed(5)
+    speech = torch.randn(4, 7, llm.embed_dim, generator=generator) * 0.2
+    lens = torch.tensor([1.0, 3 / 7, 5 / 7, 1 / 7])
+    prompts = [
+        "<speech>\nrepeat the text",
+        "say <speech> now please",
+        "<speech>",
+        "the man <speech> was here and there",
+    ]
+
+    def one_by_one(**kwargs):
+        return [
+            llm.generate_ids(speech[i : i + 1], lens[i : i + 1], prompts[i : i + 1], **kwargs)[0]
+            for i in range(4)
+        ]
+
+    batched = llm.generate_ids(speech, lens, prompts, max_new_tokens=8)
+    assert batched == one_by_one(max_new_tokens=8)
+    # Some sequences end on eos before the others: their rows are cut, the others go on.
+    assert sorted(len(ids) for ids in batched)[0] < 8 == max(len(ids) for ids in batched)
+    assert len({tuple(ids) for ids in batched}) == 4  # outputs depend on prompt and speech
+    texts = llm.generate(speech, lens, prompts, max_new_tokens=8, batch_size=3)
+    assert texts == [llm.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in batched]
+
+    # Make a token generated early by one sequence an eos: it stops, the others go on.
+    stop = batched[0][2]
+    assert stop not in batched[1] + batched[2] + batched[3]
+    monkeypatch.setattr(llm, "eos_ids", sorted(set(llm.eos_ids) | {stop}))
+    stopped = llm.generate_ids(speech, lens, prompts, max_new_tokens=8)
+    assert stopped[0] == batched[0][: batched[0].index(stop)]
+    assert stopped[1:] == batched[1:]
+    assert stopped == one_by_one(max_new_tokens=8)
+
+
+def test_assistant_prefix_in_generation(llm):
+    speech, lens = speech_batch(llm, seed=4)
+    prompts = ["<speech>\nrepeat the text", "<speech> once"]
+    prefixed = llm.generate_ids(speech, lens, prompts, max_new_tokens=4, assistant_prefix="it is")
+    singles = [
+        llm.generate_ids(speech[i : i + 1], lens[i : i + 1], prompts[i], 4, "it is")[0]
+        for i in range(2)
+    ]
+    assert prefixed == singles
+    assert prefixed != llm.generate_ids(speech, lens, prompts, max_new_tokens=4)
+
+
+def test_generate_continues_the_teacher_forced_answer(llm):
+    """Greedy decoding and forward() agree: each generated token is the argmax logit."""
+    speech, lens = speech_batch(llm, seed=2)
+    ids = llm.generate_ids(speech[:1], lens[:1], PROMPTS[:1], max_new_tokens=5)
+    inputs = llm.build_inputs(speech[:1], lens[:1], PROMPTS[:1], padding_side="left")
+    generated = []
+    embeds = inputs["inputs_embeds"]
+    for _ in range(5):
+        with torch.no_grad():
+            logits = llm.model(inputs_embeds=embeds).logits[0, -1]
+        token = int(logits.argmax())
+        if token in llm.eos_ids:
+            break
+        generated.append(token)
+        embeds = torch.cat([embeds, llm.embed(torch.tensor([[token]]))], dim=1)
+    assert ids[0] == generated
+
+
+def test_embedding_table_shares_llm_weights(llm):
+    table = llm.embedding_table()
+    weight = llm.model.get_input_embeddings().weight
+    assert table.weight.data_ptr() == weight.data_ptr()
+    assert table.pad_id == llm.pad_id
+    assert torch.equal(table(torch.tensor([3])), llm.embed(torch.tensor([3])).float())
+
+
+def test_bos_added_once_when_the_template_lacks_it(folder, tmp_path):
+    """Templates without ``bos_token`` (the tokenizer adds one to plain text) get it once."""
+    copy = tmp_path / "no_bos"
+    shutil.copytree(folder, copy)
+    template = (copy / "chat_template.jinja").read_text()
+    assert "{{- bos_token }}" in template
+    (copy / "chat_template.jinja").write_text(template.replace("{{- bos_token }}", ""))
+    model = FrozenLLM(copy, dtype="float32")
+    before, _ = model.prompt_ids(PROMPTS[0])
+    bos = model.tokenizer.bos_token_id
+    assert before[0] == bos and before.count(bos) == 1
+    reference = FrozenLLM(folder, dtype="float32")
+    assert reference.prompt_ids(PROMPTS[0]) == model.prompt_ids(PROMPTS[0])
+    with pytest.raises(ValueError, match="answers"):
+        model(*speech_batch(model), PROMPTS, None)

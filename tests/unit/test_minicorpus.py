@@ -1,0 +1,339 @@
+"""Tests of the synthetic LibriSpeech-layout minicorpus (grammar, eSpeak NG, resume)."""
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechmapper_plugin import minicorpus
+from speechmapper_plugin.minicorpus import (
+    HELDOUT_VOICE,
+    SPLITS,
+    TRAIN_VOICES,
+    build_minicorpus,
+    generate_sentences,
+    grammar_words,
+    synthesize,
+)
+
+SENTENCE_RE = re.compile(r"^[a-z]+( [a-z]+){3,13}$")
+TRANS_RE = re.compile(r"^(\d+)-(\d+)-(\d{4}) ([A-Z]+( [A-Z]+)*)$")
+SMALL = dict(num_train=60, num_valid=8, num_test=8, seed=3)
+
+
+# ---- helpers ------------------------------------------------------------------------------
+def read_corpus(root):
+    """Returns {split: {utt_id: (text, flac_path)}}, checking file/transcript agreement."""
+    corpus = {}
+    for split in SPLITS:
+        utts = {}
+        for trans in sorted(Path(root, split).glob("*/*/*.trans.txt")):
+            spk, chap = trans.parent.parent.name, trans.parent.name
+            assert trans.name == f"{spk}-{chap}.trans.txt"
+            flacs = {p.stem for p in trans.parent.glob("*.flac")}
+            listed = set()
+            for line in trans.read_text(encoding="utf-8").splitlines():
+                m = TRANS_RE.match(line)
+                assert m, f"bad transcript line {line!r} in {trans}"
+                assert (m.group(1), m.group(2)) == (spk, chap)
+                utt_id = line.split(" ", 1)[0]
+                listed.add(utt_id)
+                utts[utt_id] = (m.group(4), trans.parent / f"{utt_id}.flac")
+            assert listed == flacs, f"{trans}: transcript ids and FLAC files differ"
+        corpus[split] = utts
+    return corpus
+
+
+def speakers_table(root):
+    """Parses SPEAKERS.TXT into {speaker_id: (subset, voice, rate, pitch)}."""
+    table = {}
+    for line in Path(root, "SPEAKERS.TXT").read_text().splitlines():
+        if line.startswith(";"):
+            continue
+        spk, sex, subset, minutes, voice, rate, pitch = [f.strip() for f in line.split("|")]
+        assert sex in ("M", "F") and float(minutes) > 0
+        table[spk] = (subset, voice, int(rate), int(pitch))
+    return table
+
+
+def snapshot(root):
+    """{relative path: (mtime_ns, bytes)} of all files."""
+    out = {}
+    for p in Path(root).rglob("*"):
+        if p.is_file():
+            out[str(p.relative_to(root))] = (p.stat().st_mtime_ns, p.read_bytes())
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    """A small corpus built with 2 worker processes and chapters of 2 utterances."""
+    out = tmp_path_factory.mktemp("minicorpus")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(minicorpus, "_CHAPTER_SIZE", 2)
+        summary = build_minicorpus(out, jobs=2, **SMALL)
+    return out, summary
+
+
+# ---- sentences ----------------------------------------------------------------------------
+def test_sentences_form_vocabulary_and_determinism():
+    sentences = generate_sentences(3000, seed=11)
+    assert len(set(sentences)) == 3000
+    assert all(SENTENCE_RE.match(s) for s in sentences), "lowercase words, 4-14 of them"
+    vocab = set(grammar_words())
+    assert 250 <= len(vocab) <= 400
+    used = {w for s in sentences for w in s.split()}
+    assert used <= vocab
+    assert len(used) >= 0.95 * len(vocab), "the grammar should use nearly all its words"
+    assert any(s.split()[0] in ("did", "who", "where", "can") for s in sentences), "questions"
+    assert generate_sentences(50, seed=11) == sentences[:50]
+    assert generate_sentences(50, seed=12) != sentences[:50]
+
+
+def test_many_thousands_of_distinct_sentences():
+    assert len(set(generate_sentences(20000, seed=0))) == 20000
+
+
+def test_held_out_sentences_are_new_and_covered():
+    train = generate_sentences(200, seed=0)
+    words = {w for s in train for w in s.split()}
+    held = generate_sentences(100, seed=1, exclude=train, vocabulary=words)
+    assert len(set(held)) == 100 and not set(held) & set(train)
+    assert {w for s in held for w in s.split()} <= words
+
+
+def test_impossible_request_is_a_clear_error():
+    with pytest.raises(ValueError, match="found only 0 of the 3"):
+        generate_sentences(3, vocabulary={"the", "dog"})
+    with pytest.raises(ValueError, match="non-negative int"):
+        generate_sentences(-1)
+
+
+# ---- synthesis ----------------------------------------------------------------------------
+def test_synthesize_rates_voices_and_sample_rate():
+    text = "the small dog saw a red ball near the old house."
+    slow = synthesize(text, "en-us", rate=140)
+    fast = synthesize(text, "en-us", rate=200)
+    assert slow.dtype == np.float32 and slow.ndim == 1
+    assert 0.05 < np.abs(slow).max() <= 1.0
+    assert 2.0 < len(slow) / 16000 < 5.0 and len(fast) < 0.85 * len(slow)
+    native = synthesize(text, "en-us", rate=140, sample_rate=22050)
+    assert abs(len(native) * 16000 / 22050 - len(slow)) < 400  # same speech, resampled
+    female = synthesize(text, "en-us+f2", rate=140)
+    assert not np.array_equal(female[: len(slow)], slow[: len(female)])
+
+
+def test_every_corpus_voice_is_known_to_espeak():
+    for voice in TRAIN_VOICES + (HELDOUT_VOICE,):
+        assert len(synthesize("yes.", voice)) > 1600, voice
+
+
+def test_synthesize_rejects_bad_input():
+    with pytest.raises(ValueError, match="'en-us\\+nope'"):
+        synthesize("hello.", "en-us+nope")
+    with pytest.raises(ValueError, match="'xx-nowhere'"):
+        synthesize("hello.", "xx-nowhere")
+    with pytest.raises(ValueError, match="non-empty"):
+        synthesize("  ", "en-us")
+    with pytest.raises(ValueError, match="rate"):
+        synthesize("hello.", "en-us", rate=20)
+
+
+# ---- corpus -------------------------------------------------------------------------------
+def test_layout_matches_librispeech(corpus_dir):
+    out, summary = corpus_dir
+    root = out / "LibriSpeech"
+    corpus = read_corpus(root)
+    for split, n in zip(SPLITS, (SMALL["num_train"], SMALL["num_valid"], SMALL["num_test"])):
+        assert len(corpus[split]) == n == summary["splits"][split]["utterances"]
+    for split, utts in corpus.items():
+        for utt_id, (_, path) in utts.items():
+            spk, chap, _ = utt_id.split("-")
+            assert path == root / split / spk / chap / f"{utt_id}.flac" and path.is_file()
+    # chapters of 2 utterances: some speaker has several chapters
+    chapters = {(s, p.parent.name) for s, u in corpus.items() for _, p in u.values()}
+    assert len(chapters) == sum(summary["splits"][s]["chapters"] for s in SPLITS)
+    assert len(chapters) > sum(summary["splits"][s]["speakers"] for s in SPLITS)
+    assert "eSpeak NG" in (root / "README.TXT").read_text()
+    assert json.loads((root / ".minicorpus.json").read_text())["settings"]["seed"] == 3
+    assert not list(root.rglob("*tmp*")) and not (root / ".minicorpus.partial.json").exists()
+
+
+def test_audio_is_16k_mono_flac_of_plausible_length(corpus_dir):
+    out, _ = corpus_dir
+    words, secs = [], []
+    for utts in read_corpus(out / "LibriSpeech").values():
+        for text, path in utts.values():
+            info = sf.info(str(path))
+            assert (info.format, info.subtype, info.samplerate, info.channels) == (
+                "FLAC",
+                "PCM_16",
+                16000,
+                1,
+            )
+            words.append(len(text.split()))
+            secs.append(info.duration)
+    rate = np.array(words) / np.array(secs)
+    assert rate.min() > 1.5 and rate.max() < 6.0, "words per second"
+    assert np.corrcoef(words, secs)[0, 1] > 0.7, "longer sentences give longer audio"
+
+
+def test_held_out_sentences_and_voice(corpus_dir):
+    out, summary = corpus_dir
+    root = out / "LibriSpeech"
+    corpus = read_corpus(root)
+    train = {t for t, _ in corpus["train-clean-100"].values()}
+    vocab = {w for t in train for w in t.split()}
+    for split in ("dev-clean", "test-clean"):
+        held = [t for t, _ in corpus[split].values()]
+        assert not set(held) & train
+        assert {w for t in held for w in t.split()} <= vocab
+    table = speakers_table(root)
+    voices = {s: set() for s in SPLITS}
+    for split, utts in corpus.items():
+        for utt_id in utts:
+            subset, voice, rate, pitch = table[utt_id.split("-")[0]]
+            assert subset == split
+            assert 140 <= rate <= 200 and 0 <= pitch <= 100
+            voices[split].add(voice)
+    assert voices["test-clean"] == {HELDOUT_VOICE}
+    assert HELDOUT_VOICE not in voices["train-clean-100"] | voices["dev-clean"]
+    assert voices["dev-clean"] <= voices["train-clean-100"] <= set(TRAIN_VOICES)
+    assert summary["splits"]["test-clean"]["voices"] == [HELDOUT_VOICE]
+    assert summary["heldout_voice"] == HELDOUT_VOICE
+
+
+def test_audio_matches_text_voice_and_rate_of_its_speaker(corpus_dir):
+    out, _ = corpus_dir
+    root = out / "LibriSpeech"
+    table = speakers_table(root)
+    for utts in read_corpus(root).values():
+        text, path = next(iter(utts.values()))
+        _, voice, rate, pitch = table[path.parent.parent.name]
+        wav, _ = sf.read(str(path), dtype="float32")
+        again = synthesize(minicorpus._spoken_form(text.lower()), voice, rate, pitch)
+        assert abs(len(wav) - len(again)) < 0.03 * len(again), path
+
+
+def test_same_seed_same_texts(corpus_dir, tmp_path):
+    out, _ = corpus_dir
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(minicorpus, "_CHAPTER_SIZE", 2)
+        build_minicorpus(tmp_path / "again", jobs=1, **SMALL)
+        build_minicorpus(tmp_path / "other", jobs=1, **dict(SMALL, seed=4))
+
+    def texts(folder):
+        corpus = read_corpus(folder / "LibriSpeech")
+        return {s: {k: t for k, (t, _) in u.items()} for s, u in corpus.items()}
+
+    assert texts(tmp_path / "again") == texts(out)
+    assert texts(tmp_path / "other") != texts(out)
+
+
+def test_rerun_is_a_noop(corpus_dir, monkeypatch, capsys):
+    out, summary = corpus_dir
+    before = snapshot(out)
+
+    def forbidden(batch):
+        raise AssertionError("a complete corpus must not be synthesized again")
+
+    monkeypatch.setattr(minicorpus, "_synthesize_batch", forbidden)
+    monkeypatch.setattr(minicorpus, "_CHAPTER_SIZE", 2)
+    again = build_minicorpus(out, jobs=2, **SMALL)
+    assert again["synthesized"] == 0 and again["splits"] == summary["splits"]
+    assert again["elapsed_seconds"] < 1.0
+    argv = ["--output_folder", str(out), "--num_train", "60", "--num_valid", "8"]
+    minicorpus.main(argv + ["--num_test", "8", "--seed", "3"])
+    assert json.loads(capsys.readouterr().out)["splits"] == summary["splits"]
+    assert snapshot(out) == before
+
+
+def test_interrupted_run_resumes(tmp_path, monkeypatch):
+    settings = dict(num_train=12, num_valid=3, num_test=3, seed=5)
+    build_minicorpus(tmp_path / "reference", jobs=1, **settings)
+    reference = read_corpus(tmp_path / "reference" / "LibriSpeech")
+
+    calls = {"n": 0}
+    write_flac = minicorpus._write_flac
+
+    def interrupted(path, wav):
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return write_flac(path, wav)
+
+    monkeypatch.setattr(minicorpus, "_write_flac", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_minicorpus(tmp_path / "run", jobs=1, **settings)
+    root = tmp_path / "run" / "LibriSpeech"
+    assert not (root / ".minicorpus.json").exists() and (root / ".minicorpus.partial.json").exists()
+    kept = sorted(root.rglob("*.flac"))
+    assert len(kept) == 7
+    kept_state = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in kept}
+    stray = kept[0].with_name(kept[0].name + ".999.minicorpus-tmp")
+    stray.write_bytes(b"half a file")
+    # different settings may not reuse the unfinished folder
+    with pytest.raises(RuntimeError, match="unfinished minicorpus with other settings"):
+        build_minicorpus(tmp_path / "run", jobs=1, **dict(settings, num_train=13))
+
+    calls["n"] = -1000
+    summary = build_minicorpus(tmp_path / "run", jobs=2, **settings)
+    assert summary["synthesized"] == 18 - 7
+    assert not stray.exists()
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in kept} == kept_state
+    resumed = read_corpus(root)
+    assert {s: {k: t for k, (t, _) in u.items()} for s, u in resumed.items()} == {
+        s: {k: t for k, (t, _) in u.items()} for s, u in reference.items()
+    }
+    assert (root / ".minicorpus.json").exists() and not (root / ".minicorpus.partial.json").exists()
+
+    # files deleted after completion are restored by a re-run
+    os.remove(kept[1])
+    again = build_minicorpus(tmp_path / "run", jobs=1, **settings)
+    assert again["synthesized"] == 1 and kept[1].is_file()
+
+
+def test_mismatched_settings_error_and_overwrite(tmp_path):
+    settings = dict(num_train=20, num_valid=1, num_test=1, seed=0)
+    build_minicorpus(tmp_path, jobs=1, **settings)
+    with pytest.raises(RuntimeError, match="other settings.*overwrite=True"):
+        build_minicorpus(tmp_path, jobs=1, **dict(settings, seed=1))
+    summary = build_minicorpus(tmp_path, jobs=1, overwrite=True, **dict(settings, num_train=21))
+    assert summary["splits"]["train-clean-100"]["utterances"] == 21
+    assert len(list((tmp_path / "LibriSpeech" / "train-clean-100").rglob("*.flac"))) == 21
+
+
+def test_foreign_librispeech_folder_is_never_deleted(tmp_path):
+    foreign = tmp_path / "LibriSpeech" / "train-clean-100" / "19" / "198"
+    foreign.mkdir(parents=True)
+    (foreign / "19-198.trans.txt").write_text("19-198-0000 REAL SPEECH\n")
+    for overwrite in (False, True):
+        with pytest.raises(RuntimeError, match="no minicorpus marker"):
+            build_minicorpus(tmp_path, num_train=2, num_valid=0, num_test=0, overwrite=overwrite)
+    assert (foreign / "19-198.trans.txt").is_file()
+
+
+def test_too_few_training_sentences_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="use a larger num_train"):
+        build_minicorpus(tmp_path, num_train=1, num_valid=50, num_test=50, jobs=1)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="num_train must be an int >= 1"):
+        build_minicorpus("unused", num_train=0)
+    with pytest.raises(ValueError, match="jobs must be an int >= 1"):
+        build_minicorpus("unused", num_train=1, jobs=0)
+    assert not Path("unused").exists()
+
+
+def test_empty_held_out_splits(tmp_path):
+    summary = build_minicorpus(tmp_path, num_train=2, num_valid=0, num_test=0, jobs=1)
+    assert [summary["splits"][s]["utterances"] for s in SPLITS] == [2, 0, 0]
+    again = build_minicorpus(tmp_path, num_train=2, num_valid=0, num_test=0, jobs=1)
+    assert again["synthesized"] == 0
+    shutil.rmtree(tmp_path / "LibriSpeech")
