@@ -563,8 +563,43 @@ def _sentence_words():
     return words
 
 
-def grammar_words():
-    """Returns the sorted list of all words the sentence grammar can produce.
+VOCABULARIES = ("full", "small")
+
+
+def _small_vocabulary_drops():
+    """Content words left out of the "small" vocabulary: every second entry of each open
+    word class (nouns, adjectives, adverbs of manner, verbs)."""
+    drop = set()
+    for cls in (
+        _THINGS,
+        _PLACES,
+        _ADJ_ANY,
+        _ADJ_ANIMATE,
+        _MANNER,
+        _FOOD_COUNT,
+        _FOOD_MASS,
+        _DRINKS,
+        _READABLE,
+    ):
+        drop.update(cls[1::2])
+    for sg, pl in _ANIMATE[1::2]:
+        drop.update((sg, pl))
+    for base, past, *_ in _TRANSITIVE[1::2]:
+        drop.update((base, past))
+    for base, past in _INTRANSITIVE[1::2]:
+        drop.update((base, past))
+    return drop
+
+
+def grammar_words(vocabulary="full"):
+    """Returns the sorted list of the words the sentence grammar can produce.
+
+    Arguments
+    ---------
+    vocabulary : str
+        ``"full"`` (every word of the grammar) or ``"small"`` (half of the open-class
+        content words: fewer distinct words, each heard more often, which is what a
+        few-minute CPU training needs).
 
     Returns
     -------
@@ -573,11 +608,16 @@ def grammar_words():
 
     Example
     -------
-    >>> words = grammar_words()
-    >>> 250 <= len(words) <= 400, "dog" in words
-    (True, True)
+    >>> words, small = grammar_words(), grammar_words("small")
+    >>> 250 <= len(words) <= 400, "dog" in words, len(small) < 0.7 * len(words)
+    (True, True, True)
     """
-    return sorted(set(_sentence_words()))
+    if vocabulary not in VOCABULARIES:
+        raise ValueError(f"vocabulary must be one of {VOCABULARIES}, got {vocabulary!r}")
+    words = set(_sentence_words())
+    if vocabulary == "small":
+        words -= _small_vocabulary_drops()
+    return sorted(words)
 
 
 def generate_sentences(n, seed=0, exclude=(), vocabulary=None):
@@ -879,9 +919,10 @@ def _speakers():
     return {"train-clean-100": train, "dev-clean": dev, "test-clean": test}
 
 
-def _plan(num_train, num_valid, num_test, seed):
+def _plan(num_train, num_valid, num_test, seed, vocabulary="full"):
     """Returns the list of utterances: dicts with split, ids, path parts, text, voice."""
-    train = generate_sentences(num_train, seed=seed)
+    allowed = None if vocabulary == "full" else grammar_words(vocabulary)
+    train = generate_sentences(num_train, seed=seed, vocabulary=allowed)
     train_words = sorted({w for s in train for w in s.split()})
     try:
         held_out = generate_sentences(
@@ -966,13 +1007,14 @@ def _synthesize_batch(items):
     return results
 
 
-def _settings(num_train, num_valid, num_test, seed):
+def _settings(num_train, num_valid, num_test, seed, vocabulary="full"):
     return {
         "format_version": _FORMAT_VERSION,
         "num_train": num_train,
         "num_valid": num_valid,
         "num_test": num_test,
         "seed": seed,
+        "vocabulary": vocabulary,
         "sample_rate": _SAMPLE_RATE,
         "train_voices": list(TRAIN_VOICES),
         "heldout_voice": HELDOUT_VOICE,
@@ -1103,6 +1145,7 @@ def build_minicorpus(
     seed=0,
     jobs=2,
     overwrite=False,
+    vocabulary="full",
 ):
     """Builds (or resumes, or reuses) the synthetic corpus in ``<output_folder>/LibriSpeech``.
 
@@ -1136,6 +1179,8 @@ def build_minicorpus(
     overwrite : bool
         Replace a minicorpus built with other settings (a folder without the minicorpus
         marker is never deleted).
+    vocabulary : str
+        ``"full"`` or ``"small"`` (see :func:`grammar_words`); the demo uses ``"small"``.
 
     Returns
     -------
@@ -1167,7 +1212,11 @@ def build_minicorpus(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"build_minicorpus: seed must be an int, got {seed!r}")
     root = Path(output_folder) / "LibriSpeech"
-    settings = _settings(num_train, num_valid, num_test, seed)
+    if vocabulary not in VOCABULARIES:
+        raise ValueError(
+            f"build_minicorpus: vocabulary must be one of {VOCABULARIES}, got {vocabulary!r}"
+        )
+    settings = _settings(num_train, num_valid, num_test, seed, vocabulary)
     done = _prepare_root(root, settings, overwrite)
     if done is not None:
         logger.info("Minicorpus already complete in %s; nothing to do", root)
@@ -1180,7 +1229,7 @@ def build_minicorpus(
         logger.info("Removing the leftover temporary file %s", stale)
         stale.unlink()
 
-    plan, train_words = _plan(num_train, num_valid, num_test, seed)
+    plan, train_words = _plan(num_train, num_valid, num_test, seed, vocabulary)
     todo, frames, damaged = [], {}, 0
     for utt in plan:
         folder = _utt_dir(root, utt)
@@ -1285,6 +1334,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--overwrite", action="store_true", help="replace other settings")
+    parser.add_argument("--vocabulary", choices=VOCABULARIES, default="full")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     summary = build_minicorpus(
@@ -1295,6 +1345,7 @@ def main(argv=None):
         seed=args.seed,
         jobs=args.jobs,
         overwrite=args.overwrite,
+        vocabulary=args.vocabulary,
     )
     print(json.dumps(summary, indent=2))
     return summary

@@ -71,6 +71,7 @@ def main(argv=None):
     parser.add_argument("--num_train", type=int, default=4000)
     parser.add_argument("--num_valid", type=int, default=200)
     parser.add_argument("--num_test", type=int, default=200)
+    parser.add_argument("--vocabulary", default="small", choices=["small", "full"])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -96,6 +97,7 @@ def main(argv=None):
         num_test=args.num_test,
         seed=args.seed,
         jobs=args.jobs,
+        vocabulary=args.vocabulary,
     )
     timings["synthesize"] = time.time() - start
 
