@@ -18,6 +18,7 @@ import time
 
 import speechbrain as sb
 import torch
+from speechbrain.utils.distributed import main_process_only
 
 from .curves import CurveLog
 from .files import atomic_write_text, write_json
@@ -83,7 +84,7 @@ class _SpeechMapperBrain(sb.Brain):
         if self.optimizer_step % interval == 0 and self.interval_count:
             means = self._means(self.interval_sums, self.interval_count)
             means["lr"] = self.optimizer.param_groups[0]["lr"]
-            self.curve.add(self.optimizer_step, "train", **means)
+            self._log_curve("train", **means)
             self.interval_sums, self.interval_count = {}, 0
 
     def _score_outputs(self):
@@ -91,15 +92,22 @@ class _SpeechMapperBrain(sb.Brain):
         refs = [r for _, _, r in self.outputs]
         return error_rates(hyps, refs)
 
-    def _write_outputs(self, kind):
-        """Decoded outputs (TSV) and metrics (JSON) of the split ``self.test_name``."""
+    @main_process_only
+    def _write_outputs(self, kind, result):
+        """Decoded outputs (TSV) and ``result`` (JSON) of the split ``self.test_name``."""
         folder = self.hparams.output_folder
         lines = ["ID\thypothesis\treference"]
         lines += [f"{i}\t{h}\t{r}" for i, h, r in self.outputs]
         atomic_write_text(
             os.path.join(folder, "decode", f"{self.test_name}.{kind}.tsv"), "\n".join(lines) + "\n"
         )
+        write_json(os.path.join(folder, "results", f"{self.test_name}.json"), result)
 
+    @main_process_only
+    def _log_curve(self, split, **metrics):
+        self.curve.add(self.optimizer_step, split, **metrics)
+
+    @main_process_only
     def _end_valid(self, stage_stats, epoch):
         self.curve.add(self.optimizer_step, "valid", **stage_stats)
         self.curve.plot(
@@ -170,9 +178,8 @@ class Stage1Brain(_SpeechMapperBrain):
                 stats_meta={"split": self.test_name, "decoding": "nearest-embedding"},
                 test_stats=stats,
             )
-            self._write_outputs("nearest")
-            write_json(
-                os.path.join(self.hparams.output_folder, "results", f"{self.test_name}.json"),
+            self._write_outputs(
+                "nearest",
                 {
                     "system": "SpeechMapper stage 1",
                     "decoding": "nearest-embedding (no LLM forward), "
@@ -258,9 +265,8 @@ class Stage2Brain(_SpeechMapperBrain):
                 stats_meta={"split": self.test_name, "decoding": "greedy, zero-shot ASR prompt"},
                 test_stats=stats,
             )
-            self._write_outputs("greedy")
-            write_json(
-                os.path.join(self.hparams.output_folder, "results", f"{self.test_name}.json"),
+            self._write_outputs(
+                "greedy",
                 {
                     "system": f"SpeechMapper stage 2 (sigma={self.hparams.loss.sigma})",
                     "sigma": self.hparams.loss.sigma,

@@ -73,8 +73,12 @@ class CurveLog:
         names = metrics or sorted({k for r in records for k in r if k not in ("step", "split")})
         if not names:
             return None
-        fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
-        for ax, name in zip(axes[0], names):
+        ncols = min(4, len(names))
+        nrows = -(-len(names) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.5 * nrows), squeeze=False)
+        for ax in axes.flat[len(names) :]:
+            ax.axis("off")
+        for ax, name in zip(axes.flat, names):
             for split in sorted({r["split"] for r in records if name in r}):
                 pts = [(r["step"], r[name]) for r in records if r["split"] == split and name in r]
                 ax.plot(*zip(*pts), marker="o" if len(pts) < 30 else None, label=split)

@@ -337,3 +337,22 @@ def test_empty_held_out_splits(tmp_path):
     again = build_minicorpus(tmp_path, num_train=2, num_valid=0, num_test=0, jobs=1)
     assert again["synthesized"] == 0
     shutil.rmtree(tmp_path / "LibriSpeech")
+
+
+def test_small_vocabulary_corpus_uses_only_small_words(tmp_path):
+    small = set(minicorpus.grammar_words("small"))
+    assert len(small) < 0.7 * len(minicorpus.grammar_words())
+    summary = minicorpus.build_minicorpus(
+        tmp_path, num_train=30, num_valid=3, num_test=3, jobs=1, vocabulary="small"
+    )
+    texts = []
+    for trans in (tmp_path / "LibriSpeech").rglob("*.trans.txt"):
+        texts += [line.split(" ", 1)[1].strip().lower() for line in trans.read_text().splitlines()]
+    assert len(texts) == 36
+    assert {w for t in texts for w in t.split()} <= small
+    assert summary["vocabulary_size"] <= len(small)
+    # A corpus of one vocabulary is never silently reused for the other.
+    with pytest.raises(RuntimeError, match="'vocabulary': 'small'.*overwrite=True"):
+        minicorpus.build_minicorpus(tmp_path, num_train=30, num_valid=3, num_test=3, jobs=1)
+    with pytest.raises(ValueError, match="vocabulary"):
+        minicorpus.build_minicorpus(tmp_path / "x", num_train=30, vocabulary="tiny")
