@@ -14,7 +14,6 @@ speechmapper developers, 2026
 
 import logging
 import os
-import time
 
 import speechbrain as sb
 import torch
@@ -59,7 +58,9 @@ class _SpeechMapperBrain(sb.Brain):
         self.sums, self.count = {}, 0
         self.interval_sums, self.interval_count = {}, 0
         self.outputs = []
-        self.stage_start = time.time()
+        loss = getattr(self.hparams, "loss", None)
+        if loss is not None:  # truncation counts are reported per stage
+            loss.truncated = loss.seen = 0
 
     def _accumulate(self, parts, batch_size):
         for key, value in parts.items():
@@ -247,6 +248,8 @@ class Stage2Brain(_SpeechMapperBrain):
             return
         if self.outputs:
             stats.update({k: v for k, v in self._score_outputs().items() if k in ("wer", "cer")})
+        if self.hparams.loss.sigma > 0:
+            stats["truncated_targets"] = self.hparams.loss.truncated
         if stage == sb.Stage.VALID:
             lr = self.optimizer.param_groups[0]["lr"]
             self.hparams.train_logger.log_stats(
