@@ -10,9 +10,19 @@ Modules (one idea each):
 - ``features``   : SFM feature extraction (SeamlessM4T-v2, wav2vec2/HuBERT, Fbank) and
   the on-disk feature cache.
 - ``text``       : MMS-style target-text normalization.
-- ``prompts``    : prompt templates (zero-shot ASR prompt, IT template).
-- ``metrics``    : WER/CER.
-- ``brains``     : the SpeechBrain ``Brain`` classes for stage 1 and stage 2.
+- ``prompts``    : prompt templates (zero-shot ASR prompt, IT template, ST instructions in
+  the target language, SQA, noise injection).
+- ``data``       : manifests and SpeechBrain datasets (training and evaluation).
+- ``decoding``   : stuck-decoding detection, repetition guard, verbosity rates.
+- ``metrics``    : WER/CER, BLEU, COMET, output-language ID.
+- ``judge``      : SQA LLM-as-judge (yes/no equivalence, averaged over judges).
+- ``cascade``    : the HF ASR front-end of the cascaded baselines.
+- ``evaluation`` : per-task scoring and the evaluation driver.
+- ``results``    : the result-file schema; ``report``: tables and model-index metadata.
+- ``inference``  : ``SpeechMapperLLM`` (``speechbrain.inference.Pretrained``); ``cli``:
+  the ``speechmapper`` console command.
+- ``brains``     : the SpeechBrain ``Brain`` classes (stage 1, stage 2, evaluation).
+- ``tiny_llm``, ``tiny_comet``, ``minicorpus``: the offline tiny preset's models and data.
 """
 
 __version__ = "0.1.0"

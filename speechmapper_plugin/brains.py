@@ -20,12 +20,18 @@ import torch
 from speechbrain.utils.distributed import main_process_only
 
 from .curves import CurveLog
-from .files import atomic_write_text, write_json
-from .metrics import error_rates
+from .decoding import is_stuck
+from .evaluation import score_outputs
+from .files import atomic_write_text
+from .results import make_result, write_result
 
 __all__ = ["Stage1Brain", "Stage2Brain"]
 
 logger = logging.getLogger(__name__)
+
+
+def _as_str(value):
+    return None if value is None else str(value)
 
 
 class _SpeechMapperBrain(sb.Brain):
@@ -88,21 +94,42 @@ class _SpeechMapperBrain(sb.Brain):
             self._log_curve("train", **means)
             self.interval_sums, self.interval_count = {}, 0
 
+    def _add_outputs(self, ids, hyps, refs, stuck=None):
+        stuck = stuck or [False] * len(hyps)
+        self.outputs.extend(
+            {"id": i, "hypothesis": h, "reference": r, "stuck": k}
+            for i, h, r, k in zip(ids, hyps, refs, stuck)
+        )
+
     def _score_outputs(self):
-        hyps = [h for _, h, _ in self.outputs]
-        refs = [r for _, _, r in self.outputs]
-        return error_rates(hyps, refs)
+        metrics, self.signatures = score_outputs("asr", self.outputs)
+        return metrics
 
     @main_process_only
-    def _write_outputs(self, kind, result):
-        """Decoded outputs (TSV) and ``result`` (JSON) of the split ``self.test_name``."""
+    def _write_outputs(self, kind, system, metrics, decoding, setting=None):
+        """Decoded outputs (TSV) and the result file (``results.make_result`` schema) of the
+        split ``self.test_name``, written as ``results/<split>.json``."""
         folder = self.hparams.output_folder
         lines = ["ID\thypothesis\treference"]
-        lines += [f"{i}\t{h}\t{r}" for i, h, r in self.outputs]
+        lines += [f"{o['id']}\t{o['hypothesis']}\t{o['reference']}" for o in self.outputs]
         atomic_write_text(
             os.path.join(folder, "decode", f"{self.test_name}.{kind}.tsv"), "\n".join(lines) + "\n"
         )
-        write_json(os.path.join(folder, "results", f"{self.test_name}.json"), result)
+        result = make_result(
+            getattr(self.hparams, "system_name", None) or system,
+            getattr(self.hparams, "dataset", "LibriSpeech"),
+            self.test_name,
+            "asr",
+            metrics,
+            self.outputs,
+            seed=getattr(self.hparams, "seed", None),
+            setting=setting,
+            llm=_as_str(getattr(self.hparams, "llm_source", None)),
+            target_lang="en",
+            signatures=self.signatures,
+            decoding=decoding,
+        )
+        write_result(os.path.join(folder, "results", f"{self.test_name}.json"), result)
 
     @main_process_only
     def _log_curve(self, split, **metrics):
@@ -149,7 +176,7 @@ class Stage1Brain(_SpeechMapperBrain):
                 self.tokenizer,
                 metric=getattr(self.hparams, "nearest_metric", "l2"),
             )
-            self.outputs.extend(zip(batch.id, hyps, batch.wrd))
+            self._add_outputs(batch.id, hyps, batch.wrd)
         return parts["loss"]
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
@@ -159,7 +186,8 @@ class Stage1Brain(_SpeechMapperBrain):
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
             return
-        stats.update({k: v for k, v in self._score_outputs().items() if k in ("wer", "cer")})
+        scored = self._score_outputs()
+        stats.update({k: v for k, v in scored.items() if k in ("wer", "cer")})
         stats["truncated_targets"] = self.hparams.loss.truncated
         if stage == sb.Stage.VALID:
             lr = self.optimizer.param_groups[0]["lr"]
@@ -181,13 +209,11 @@ class Stage1Brain(_SpeechMapperBrain):
             )
             self._write_outputs(
                 "nearest",
+                "SpeechMapper stage 1 (nearest-embedding)",
+                {**stats, **scored},
                 {
-                    "system": "SpeechMapper stage 1",
-                    "decoding": "nearest-embedding (no LLM forward), "
-                    f"{getattr(self.hparams, 'nearest_metric', 'l2')} metric",
-                    "split": self.test_name,
-                    **stats,
-                    "num_utterances": len(self.outputs),
+                    "method": "nearest-embedding (no LLM forward)",
+                    "metric": getattr(self.hparams, "nearest_metric", "l2"),
                 },
             )
             self.last_test_stats = stats
@@ -231,13 +257,14 @@ class Stage2Brain(_SpeechMapperBrain):
         if stage == sb.Stage.TEST or (
             stage == sb.Stage.VALID and len(self.outputs) < self.hparams.valid_decode_max
         ):
-            hyps = self.modules.llm.generate(
+            ids = self.modules.llm.generate_ids(
                 pred.detach(),
                 pred_lens,
                 [self.hparams.test_prompt] * pred.shape[0],
                 max_new_tokens=self.hparams.max_new_tokens,
             )
-            self.outputs.extend(zip(batch.id, hyps, batch.wrd))
+            stuck = [is_stuck(row, self.hparams.max_new_tokens) for row in ids]
+            self._add_outputs(batch.id, self.modules.llm.decode_ids(ids), batch.wrd, stuck)
         return parts["loss"]
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
@@ -246,8 +273,10 @@ class Stage2Brain(_SpeechMapperBrain):
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
             return
-        if self.outputs:
+        if self.outputs and stage == sb.Stage.VALID:
             stats.update({k: v for k, v in self._score_outputs().items() if k in ("wer", "cer")})
+        elif self.outputs:
+            stats.update(self._score_outputs())
         if self.hparams.loss.sigma > 0:
             stats["truncated_targets"] = self.hparams.loss.truncated
         if stage == sb.Stage.VALID:
@@ -268,16 +297,185 @@ class Stage2Brain(_SpeechMapperBrain):
                 stats_meta={"split": self.test_name, "decoding": "greedy, zero-shot ASR prompt"},
                 test_stats=stats,
             )
+            sigma = self.hparams.loss.sigma
+            objective = "ASR CE+MSE" if sigma > 0 else "ASR CE"
             self._write_outputs(
                 "greedy",
+                f"SpeechMapper stage 2 [{objective}]",
+                {**stats, "sigma": sigma},
                 {
-                    "system": f"SpeechMapper stage 2 (sigma={self.hparams.loss.sigma})",
-                    "sigma": self.hparams.loss.sigma,
-                    "decoding": f"greedy, max_new_tokens={self.hparams.max_new_tokens}",
+                    "method": "greedy",
+                    "max_new_tokens": self.hparams.max_new_tokens,
                     "prompt": self.hparams.test_prompt,
-                    "split": self.test_name,
-                    **stats,
-                    "num_utterances": len(self.outputs),
                 },
+                setting="zero-shot",
             )
             self.last_test_stats = stats
+
+
+class EvalBrain(sb.Brain):
+    """Decodes a test set with one system and scores it for one task (paper Sec. 3).
+
+    Systems (hparam ``system``):
+
+    - ``speechmapper``: SFM features -> projector (stage-1 or stage-2 checkpoint) -> frozen
+      LLM, greedy, with the task prompt (zero-shot suffix by default);
+    - ``nearest``: the stage-1 nearest-embedding diagnostic (ASR only, no LLM forward);
+    - ``transcript``: the topline, reference transcription + LLM through the text prefix;
+    - ``asr``: an HF ASR model alone (ASR baseline rows of Table 8);
+    - ``asr+llm``: the cascade, HF ASR transcripts + LLM.
+
+    Expected ``modules`` by system: ``projector`` and ``llm`` (``speechmapper``),
+    ``projector`` and ``embeddings`` (``nearest``), ``llm`` (``transcript``),
+    ``transcriber`` (``asr``), ``transcriber`` and ``llm`` (``asr+llm``). Expected hparams:
+    ``system``, ``system_name`` (row label), ``task``, ``dataset``, ``prompt_kwargs``
+    (``prompts.task_prompt`` arguments), ``asr_prompt`` (ASR prompt, e.g. Table 11; None for
+    the IT template), ``speech_prefix``, ``text_prefix``, ``assistant_prefix``,
+    ``max_new_tokens``, ``repetition_guard`` (``decoding.RepetitionGuard`` or None),
+    ``comet`` (``metrics.CometScorer`` or None), ``judges`` (list), ``output_folder``,
+    ``seed``; optional ``setting``, ``llm_source``. Set ``test_name`` (the split) before
+    ``evaluate``; ``last_result`` then holds the result dict written under
+    ``<output_folder>/results``.
+    """
+
+    SYSTEMS = ("speechmapper", "nearest", "transcript", "asr", "asr+llm")
+    test_name = "test"
+
+    def on_evaluate_start(self, max_key=None, min_key=None):
+        """Check the system and reset the guard (no checkpoint to load)."""
+        system = self.hparams.system
+        if system not in self.SYSTEMS:
+            raise ValueError(f"system={system!r} is not one of {self.SYSTEMS}.")
+        if system == "nearest" and self.hparams.task != "asr":
+            raise ValueError("system 'nearest' (nearest-embedding decoding) only does task 'asr'.")
+        guard = self.hparams.repetition_guard
+        if guard is not None:
+            guard.reset()
+
+    def on_stage_start(self, stage, epoch=None):
+        """Reset the decoded outputs."""
+        self.outputs = []
+
+    def _prompt(self, row, text=None):
+        """The user prompt of one item (speech placeholder, or filled with ``text``)."""
+        from .prompts import fill_text, task_prompt
+
+        hp = self.hparams
+        prefix = hp.text_prefix if text is not None else hp.speech_prefix
+        if hp.task == "asr" and hp.asr_prompt:
+            prompt = hp.asr_prompt
+        else:
+            prompt = task_prompt(
+                hp.task,
+                target_lang=row["tgt_lang"],
+                question=row["question"] or None,
+                prefix=prefix,
+                **hp.prompt_kwargs,
+            )
+        return fill_text(prompt, text) if text is not None else prompt
+
+    def compute_forward(self, batch, stage):
+        """Decode the batch with the configured system."""
+        hp = self.hparams
+        rows = [
+            {key: getattr(batch, key)[i] for key in ("tgt_lang", "question")}
+            for i in range(len(batch.id))
+        ]
+        generate = {
+            "max_new_tokens": hp.max_new_tokens,
+            "assistant_prefix": hp.assistant_prefix,
+            "guard": hp.repetition_guard,
+        }
+        ids = None
+        if hp.system in ("speechmapper", "nearest"):
+            feats, feat_lens = batch.feats
+            pred, lens = self.modules.projector(feats.to(self.device), feat_lens.to(self.device))
+            if hp.system == "nearest":
+                return self.modules.embeddings.decode(
+                    pred.float(), lens, metric=getattr(hp, "nearest_metric", "cosine")
+                ), None
+            prompts = [self._prompt(row) for row in rows]
+            ids = self.modules.llm.generate_ids(pred, lens, prompts, **generate)
+        else:
+            if hp.system == "transcript":
+                texts = list(batch.wrd)
+            else:
+                texts = self.modules.transcriber(list(batch.wav))
+                if hp.system == "asr":
+                    return texts, None
+            prompts = [self._prompt(row, text) for row, text in zip(rows, texts)]
+            ids = self.modules.llm.generate_ids(None, None, prompts, **generate)
+        return self.modules.llm.decode_ids(ids), ids
+
+    def evaluate_batch(self, batch, stage):
+        """Decode only (no loss): collect the outputs."""
+        from .decoding import is_stuck
+
+        with torch.no_grad():
+            hyps, ids = self.compute_forward(batch, stage)
+        for i, hyp in enumerate(hyps):
+            stuck = ids is not None and is_stuck(ids[i], self.hparams.max_new_tokens)
+            self.outputs.append(
+                {
+                    "id": batch.id[i],
+                    "hypothesis": hyp,
+                    "reference": batch.tgt[i],
+                    "source": batch.wrd[i],
+                    "tgt_lang": batch.tgt_lang[i],
+                    "question": batch.question[i],
+                    "context": batch.context[i],
+                    "stuck": stuck,
+                }
+            )
+        return torch.tensor(0.0)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Score the outputs, log them and write the result file."""
+        from .evaluation import score_outputs
+        from .results import make_result, write_result
+
+        hp = self.hparams
+        guard = hp.repetition_guard
+        metrics, signatures = score_outputs(
+            hp.task,
+            self.outputs,
+            comet=hp.comet,
+            judges=hp.judges,
+            guarded=guard.stopped if guard is not None else 0,
+        )
+        langs = {o["tgt_lang"] for o in self.outputs}
+        result = make_result(
+            hp.system_name,
+            hp.dataset,
+            self.test_name,
+            hp.task,
+            metrics,
+            self.outputs,
+            seed=hp.seed,
+            setting=getattr(hp, "setting", None),
+            llm=_as_str(getattr(hp, "llm_source", None)),
+            target_lang=langs.pop() if len(langs) == 1 else None,
+            signatures=signatures,
+            decoding={
+                "system": hp.system,
+                "max_new_tokens": hp.max_new_tokens,
+                "assistant_prefix": hp.assistant_prefix,
+                "example_prompt": self._example_prompt(),
+                "repetition_guard": guard is not None,
+            },
+        )
+        if sb.utils.distributed.if_main_process():
+            path = write_result(os.path.join(hp.output_folder, "results"), result)
+            logger.info("Result written to %s", path)
+        hp.train_logger.log_stats(
+            stats_meta={"system": hp.system_name, "split": self.test_name, "task": hp.task},
+            test_stats={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        )
+        self.last_result = result
+
+    def _example_prompt(self):
+        if self.hparams.system in ("nearest", "asr") or not self.outputs:
+            return None
+        first = self.outputs[0]
+        text = "<transcript>" if self.hparams.system != "speechmapper" else None
+        return self._prompt(first, text)

@@ -28,6 +28,9 @@ __all__ = [
     "write_csv",
     "manifest_path",
     "load_asr_dataset",
+    "load_eval_dataset",
+    "EVAL_FIELDS",
+    "ANSWER_SEPARATOR",
     "dataio_prepare",
     "train_loader_kwargs",
     "fixed_steps_loader_kwargs",
@@ -71,6 +74,51 @@ def manifest_path(folder, split):
     return os.path.join(folder, f"{split}.csv")
 
 
+def _load_manifests(csv_paths):
+    """One DynamicItemDataset over one or several manifests (unique IDs checked)."""
+    if isinstance(csv_paths, str):
+        csv_paths = [csv_paths]
+    data = {}
+    for csv_path in csv_paths:
+        if not os.path.isfile(csv_path):
+            raise FileNotFoundError(
+                f"Manifest {csv_path} does not exist: run the dataset's prepare step first "
+                "(it runs automatically unless skip_prep=True)."
+            )
+        rows = load_data_csv(csv_path)
+        if not rows:
+            raise ValueError(f"Manifest {csv_path} holds no utterance.")
+        duplicates = data.keys() & rows.keys()
+        if duplicates:
+            raise ValueError(
+                f"Manifest {csv_path} repeats {len(duplicates)} utterance ID(s) of "
+                f"{csv_paths[0]}..., e.g. {sorted(duplicates)[:3]}: IDs must be unique."
+            )
+        data.update(rows)
+    return DynamicItemDataset(data), ", ".join(csv_paths)
+
+
+def _keep_cached(dataset, feature_cache, csv_path):
+    """Drop (count and log) the utterances that have no cached features."""
+    missing = [i for i in dataset.data_ids if i not in feature_cache]
+    if not missing:
+        return dataset
+    logger.warning(
+        "%s: %d of %d utterances have no cached features (skipped at extraction, see its "
+        "log) and are left out, e.g. %s.",
+        csv_path,
+        len(missing),
+        len(dataset),
+        missing[:3],
+    )
+    if len(missing) == len(dataset):
+        raise ValueError(
+            f"None of the utterances of {csv_path} is in the feature cache "
+            f"{feature_cache.folder}: run extract_features.py with the same manifests."
+        )
+    return dataset.filtered_sorted(key_test={"id": lambda i: i in feature_cache})
+
+
 def load_asr_dataset(csv_paths, feature_cache, tokenizer, text_key="wrd"):
     """A ``DynamicItemDataset`` over a manifest, yielding cached features and LLM tokens.
 
@@ -95,46 +143,11 @@ def load_asr_dataset(csv_paths, feature_cache, tokenizer, text_key="wrd"):
     -------
     DynamicItemDataset
     """
-    if isinstance(csv_paths, str):
-        csv_paths = [csv_paths]
-    data = {}
-    for csv_path in csv_paths:
-        if not os.path.isfile(csv_path):
-            raise FileNotFoundError(
-                f"Manifest {csv_path} does not exist: run the dataset's prepare step first "
-                "(it runs automatically unless skip_prep=True)."
-            )
-        rows = load_data_csv(csv_path)
-        if not rows:
-            raise ValueError(f"Manifest {csv_path} holds no utterance.")
-        duplicates = data.keys() & rows.keys()
-        if duplicates:
-            raise ValueError(
-                f"Manifest {csv_path} repeats {len(duplicates)} utterance ID(s) of "
-                f"{csv_paths[0]}..., e.g. {sorted(duplicates)[:3]}: IDs must be unique."
-            )
-        data.update(rows)
-    csv_path = ", ".join(csv_paths)
-    dataset = DynamicItemDataset(data)
+    dataset, csv_path = _load_manifests(csv_paths)
     first = dataset.data[dataset.data_ids[0]]
     if text_key not in first:
         raise KeyError(f"Manifest {csv_path} has no column {text_key!r} (has {sorted(first)}).")
-    missing = [i for i in dataset.data_ids if i not in feature_cache]
-    if missing:
-        logger.warning(
-            "%s: %d of %d utterances have no cached features (skipped at extraction, see its "
-            "log) and are left out, e.g. %s.",
-            csv_path,
-            len(missing),
-            len(dataset),
-            missing[:3],
-        )
-        if len(missing) == len(dataset):
-            raise ValueError(
-                f"None of the utterances of {csv_path} is in the feature cache "
-                f"{feature_cache.folder}: run extract_features.py with the same manifests."
-            )
-        dataset = dataset.filtered_sorted(key_test={"id": lambda i: i in feature_cache})
+    dataset = _keep_cached(dataset, feature_cache, csv_path)
 
     @sb.utils.data_pipeline.takes("id")
     @sb.utils.data_pipeline.provides("feats")
@@ -152,6 +165,75 @@ def load_asr_dataset(csv_paths, feature_cache, tokenizer, text_key="wrd"):
     dataset.add_dynamic_item(feats_pipeline)
     dataset.add_dynamic_item(text_pipeline)
     dataset.set_output_keys(["id", "feats", "wrd", "tokens", "num_tokens"])
+    return dataset
+
+
+#: Manifest columns an evaluation reads (besides ``ID`` and ``wav``): ``wrd`` the source
+#: transcript, ``tgt`` the task's reference (translation, answer; the transcript for ASR;
+#: several SQA answers separated by ``ANSWER_SEPARATOR``), ``tgt_lang``, ``question``, ``context``.
+EVAL_FIELDS = ("wrd", "tgt", "tgt_lang", "question", "context")
+ANSWER_SEPARATOR = " ||| "
+
+
+def load_eval_dataset(csv_paths, task, feature_cache=None, target_lang=None):
+    """A ``DynamicItemDataset`` for evaluating a system on one task.
+
+    Output keys: ``id``, ``wav``, the ``EVAL_FIELDS`` (``tgt`` defaults to ``wrd`` for ASR,
+    ``tgt_lang`` to ``target_lang``, ``question``/``context`` to "") and ``feats`` when a
+    feature cache is given (uncached utterances are then left out, counted and logged).
+
+    Arguments
+    ---------
+    csv_paths : str or list of str
+        The manifest(s).
+    task : str
+        ``"asr"``, ``"st"`` or ``"sqa"``: checks that the columns the task needs are there.
+    feature_cache : speechmapper_plugin.features.FeatureCache, optional
+        Needed by systems that read SFM features (SpeechMapper); cascades read ``wav``.
+    target_lang : str, optional
+        Target language for rows without a ``tgt_lang`` column (ST).
+
+    Returns
+    -------
+    DynamicItemDataset
+    """
+    required = {"asr": ["wrd"], "st": ["wrd", "tgt"], "sqa": ["tgt", "question"]}
+    if task not in required:
+        raise ValueError(f"Unknown task {task!r}; expected one of {sorted(required)}.")
+    dataset, csv_path = _load_manifests(csv_paths)
+    first = dataset.data[dataset.data_ids[0]]
+    missing = [c for c in required[task] if c not in first]
+    if missing:
+        raise KeyError(
+            f"Manifest {csv_path} lacks the column(s) {missing} that task {task!r} needs "
+            f"(it has {sorted(first)}); re-run the dataset's prepare script."
+        )
+    if task == "st" and "tgt_lang" not in first and not target_lang:
+        raise KeyError(
+            f"Manifest {csv_path} has no tgt_lang column: set the target language "
+            "(--target_lang=de) for this ST test set."
+        )
+    for utt_id in dataset.data_ids:
+        row = dataset.data[utt_id]
+        row.setdefault("wrd", "")
+        row.setdefault("tgt", row["wrd"])
+        row.setdefault("tgt_lang", target_lang or "en")
+        row.setdefault("question", "")
+        row.setdefault("context", "")
+        row.setdefault("wav", "")
+    dataset = DynamicItemDataset(dataset.data)  # registers the added columns as static keys
+    keys = ["id", "wav", *EVAL_FIELDS]
+    if feature_cache is not None:
+        dataset = _keep_cached(dataset, feature_cache, csv_path)
+
+        @sb.utils.data_pipeline.takes("id")
+        @sb.utils.data_pipeline.provides("feats")
+        def feats_pipeline(utt_id):
+            return feature_cache[utt_id]
+
+        dataset.add_dynamic_item(feats_pipeline)
+        keys.append("feats")
+    dataset.set_output_keys(keys)
     return dataset
 
 

@@ -1175,7 +1175,7 @@ class FrozenLLM(torch.nn.Module):
             return list(marked[len(self._marker_ids) :])
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def prompt_ids(self, prompt):
+    def prompt_ids(self, prompt, speech=True):
         """Token ids of the chat-rendered prompt before and after the speech placeholder.
 
         The prompt is the user message; it is rendered with the chat template (optional system
@@ -1185,18 +1185,31 @@ class FrozenLLM(torch.nn.Module):
         Arguments
         ---------
         prompt : str
-            A user message with exactly one placeholder.
+            A user message with exactly one placeholder (``speech=True``), or a text-only
+            message without it (``speech=False``: the "before" ids are then the whole
+            rendered user turn and assistant header, the "after" ids are empty).
+        speech : bool
+            Whether the prompt receives speech vectors.
 
         Returns
         -------
         tuple
             (ids before, ids after) as lists of int.
         """
-        cached = self._prompt_cache.get(prompt)
+        cached = self._prompt_cache.get((prompt, speech))
         if cached is not None:
             return cached
-        count = prompt.count(self.placeholder) if isinstance(prompt, str) else 0
-        if count != 1:
+        if not isinstance(prompt, str):
+            raise TypeError(f"A prompt must be a str, got {type(prompt).__name__}: {prompt!r}")
+        count = prompt.count(self.placeholder)
+        if not speech:
+            if count:
+                raise ValueError(
+                    f"Text-only prompt {prompt!r} still holds the speech placeholder "
+                    f"{self.placeholder!r}: fill it first (prompts.fill_text)."
+                )
+            prompt = prompt + self.placeholder
+        elif count != 1:
             raise ValueError(
                 f"Prompt {prompt!r} must contain the speech placeholder {self.placeholder!r} "
                 f"exactly once (found {count})."
@@ -1213,10 +1226,13 @@ class FrozenLLM(torch.nn.Module):
                 f"{self.placeholder!r} of prompt {prompt!r} exactly once; rendered: {text!r}"
             )
         before, after = text.split(self.placeholder)
+        if not speech:
+            before, after = before + after, ""
         before_ids, after_ids = self._ids(before), self._ids(after)
         if self._bos_id is not None and (not before_ids or before_ids[0] != self._bos_id):
             before_ids = [self._bos_id] + before_ids
-        self._prompt_cache[prompt] = (before_ids, after_ids)
+        key = (prompt if speech else prompt[: -len(self.placeholder)], speech)
+        self._prompt_cache[key] = (before_ids, after_ids)
         return before_ids, after_ids
 
     def build_inputs(
@@ -1239,9 +1255,9 @@ class FrozenLLM(torch.nn.Module):
 
         Arguments
         ---------
-        speech : torch.Tensor
-            [B, T, D] projector outputs.
-        speech_lens : torch.Tensor
+        speech : torch.Tensor or None
+            [B, T, D] projector outputs; None for text-only prompts (no placeholder).
+        speech_lens : torch.Tensor or None
             [B] relative lengths.
         prompts : list of str or str
             User messages, each with one placeholder (a str is used for every utterance).
@@ -1258,13 +1274,23 @@ class FrozenLLM(torch.nn.Module):
             ``inputs_embeds`` [B, L, D], ``attention_mask`` [B, L], ``labels`` [B, L] (None
             without answers) and ``position_ids`` [B, L].
         """
-        batch, length, dim = speech.shape
-        if dim != self.embed_dim:
-            raise ValueError(
-                f"Speech vectors have dimension {dim} but {self.source} embeddings {self.embed_dim}."
-            )
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        if speech is None:  # text-only prompts (cascades, judges)
+            if isinstance(prompts, str):
+                prompts = [prompts]
+            batch, dim = len(prompts), self.embed_dim
+            counts = [0] * batch
+            device = self.model.get_input_embeddings().weight.device
+        else:
+            batch, length, dim = speech.shape
+            if dim != self.embed_dim:
+                raise ValueError(
+                    f"Speech vectors have dimension {dim} but {self.source} embeddings "
+                    f"{self.embed_dim}."
+                )
+            counts = speech_lengths(torch.as_tensor(speech_lens).detach().cpu(), length).tolist()
+            device = speech.device
         prompts = [prompts] * batch if isinstance(prompts, str) else list(prompts)
         if len(prompts) != batch:
             raise ValueError(f"Got {len(prompts)} prompts for a batch of {batch}.")
@@ -1272,26 +1298,21 @@ class FrozenLLM(torch.nn.Module):
             answers = list(answers)
             if len(answers) != batch:
                 raise ValueError(f"Got {len(answers)} answers for a batch of {batch}.")
-        counts = speech_lengths(torch.as_tensor(speech_lens).detach().cpu(), length).tolist()
         prefix_ids = self._ids(assistant_prefix)
-        device = speech.device
         dtype = self.model.dtype
         pieces, label_rows = [], []
         for index in range(batch):
-            before, after = self.prompt_ids(prompts[index])
+            before, after = self.prompt_ids(prompts[index], speech=speech is not None)
             tail = after + prefix_ids
             answer = []
             if answers is not None:
                 answer = self._ids(answers[index]) + [self.eot_id]
             ids_before = torch.tensor(before, dtype=torch.long, device=device)
             ids_after = torch.tensor(tail + answer, dtype=torch.long, device=device)
-            embeds = torch.cat(
-                [
-                    self.embed(ids_before).to(device),
-                    speech[index, : counts[index]].to(dtype),
-                    self.embed(ids_after).to(device),
-                ]
-            )
+            parts = [self.embed(ids_before).to(device), self.embed(ids_after).to(device)]
+            if speech is not None:
+                parts.insert(1, speech[index, : counts[index]].to(dtype))
+            embeds = torch.cat(parts)
             pieces.append(embeds)
             labels = torch.full((len(embeds),), IGNORE_INDEX, dtype=torch.long, device=device)
             if answer:
@@ -1388,6 +1409,7 @@ class FrozenLLM(torch.nn.Module):
         max_new_tokens=150,
         assistant_prefix="",
         batch_size=None,
+        guard=None,
     ):
         """Batched greedy decoding (left padding, attention mask, KV cache) to text.
 
@@ -1408,23 +1430,70 @@ class FrozenLLM(torch.nn.Module):
             Text forced at the start of the answer (not part of the returned text).
         batch_size : int, optional
             Decode in sub-batches of this size (default: the whole batch).
+        guard : decoding.RepetitionGuard, optional
+            Stops (and trims) generations stuck on a repeated n-gram.
 
         Returns
         -------
         list of str
             The generated answers (special tokens skipped, stripped).
         """
-        return [
-            self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-            for ids in self.generate_ids(
+        return self.decode_ids(
+            self.generate_ids(
                 speech,
                 speech_lens,
                 prompts,
                 max_new_tokens=max_new_tokens,
                 assistant_prefix=assistant_prefix,
                 batch_size=batch_size,
+                guard=guard,
             )
-        ]
+        )
+
+    def decode_ids(self, sequences):
+        """Texts of generated id sequences (special tokens skipped, stripped).
+
+        Arguments
+        ---------
+        sequences : list of list of int
+            Output of :meth:`generate_ids`.
+
+        Returns
+        -------
+        list of str
+            The texts.
+        """
+        return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in sequences]
+
+    def generate_text(self, prompts, max_new_tokens=150, assistant_prefix="", batch_size=None):
+        """Batched greedy answers to text-only user prompts (cascades, LLM judges).
+
+        Arguments
+        ---------
+        prompts : list of str
+            User messages without the speech placeholder.
+        max_new_tokens : int
+            Maximum number of generated tokens.
+        assistant_prefix : str
+            Text forced at the start of the answer.
+        batch_size : int, optional
+            Decode in sub-batches of this size.
+
+        Returns
+        -------
+        list of str
+            The generated answers.
+        """
+        return self.decode_ids(
+            self.generate_ids(
+                None,
+                None,
+                prompts,
+                max_new_tokens=max_new_tokens,
+                assistant_prefix=assistant_prefix,
+                batch_size=batch_size,
+            )
+        )
 
     @torch.no_grad()
     def generate_ids(
@@ -1435,14 +1504,15 @@ class FrozenLLM(torch.nn.Module):
         max_new_tokens=150,
         assistant_prefix="",
         batch_size=None,
+        guard=None,
     ):
         """Like :meth:`generate`, but returns the generated token ids (eos excluded).
 
         Arguments
         ---------
-        speech : torch.Tensor
-            [B, T, D] projector outputs.
-        speech_lens : torch.Tensor
+        speech : torch.Tensor or None
+            [B, T, D] projector outputs (None: text-only prompts).
+        speech_lens : torch.Tensor or None
             [B] relative lengths.
         prompts : list of str or str
             User messages with one placeholder.
@@ -1452,19 +1522,25 @@ class FrozenLLM(torch.nn.Module):
             Text forced at the start of the answer.
         batch_size : int, optional
             Decode in sub-batches of this size.
+        guard : decoding.RepetitionGuard, optional
+            Stops a sequence that ends with a repeated n-gram and trims it to one copy.
 
         Returns
         -------
         list of list of int
             The generated ids of each utterance, cut before the first eos id.
         """
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, StoppingCriteriaList
 
-        batch = speech.shape[0]
-        prompts = [prompts] * batch if isinstance(prompts, str) else list(prompts)
+        if speech is None:
+            prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+            batch = len(prompts)
+        else:
+            batch = speech.shape[0]
+            prompts = [prompts] * batch if isinstance(prompts, str) else list(prompts)
+            speech_lens = torch.as_tensor(speech_lens)
         if len(prompts) != batch:
             raise ValueError(f"Got {len(prompts)} prompts for a batch of {batch}.")
-        speech_lens = torch.as_tensor(speech_lens)
         step = batch if not batch_size else int(batch_size)
         config = GenerationConfig(
             max_new_tokens=int(max_new_tokens),
@@ -1477,12 +1553,14 @@ class FrozenLLM(torch.nn.Module):
         kwargs = {"generation_config": config}
         if "use_model_defaults" in inspect.signature(self.model.generate).parameters:
             kwargs["use_model_defaults"] = False
+        if guard is not None:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([guard])
         results = []
         for first in range(0, batch, step):
             part = slice(first, first + step)
             inputs = self.build_inputs(
-                speech[part],
-                speech_lens[part],
+                None if speech is None else speech[part],
+                None if speech is None else speech_lens[part],
                 prompts[part],
                 assistant_prefix=assistant_prefix,
                 padding_side="left",
@@ -1494,5 +1572,10 @@ class FrozenLLM(torch.nn.Module):
             )
             for row in output.tolist():
                 cut = next((i for i, tok in enumerate(row) if tok in self.eos_ids), len(row))
-                results.append(row[:cut])
+                row = row[:cut]
+                if guard is not None:  # a guarded row was padded after its stop
+                    while row and row[-1] == self.pad_id:
+                        row.pop()
+                    row = guard.trim(row)
+                results.append(row)
         return results

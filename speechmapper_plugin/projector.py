@@ -353,7 +353,8 @@ def load_projector_checkpoint(projector, path, device="cpu"):
         The module to fill; its hyper-parameters must match the checkpoint's.
     path : str
         A ``projector.ckpt`` file, a SpeechBrain ``CKPT+...`` folder holding one, or a
-        ``save`` folder (its checkpoint with the lowest ``WER``, else the latest, is used).
+        ``save`` folder (its checkpoint with the lowest ``WER`` (stage 1), else the lowest
+        ``loss`` (stage 2), else the latest, is used).
     device : str or torch.device
         Where to map the tensors.
 
@@ -381,7 +382,11 @@ def load_projector_checkpoint(projector, path, device="cpu"):
             path = direct
         else:
             checkpointer = Checkpointer(path)
-            ckpt = checkpointer.find_checkpoint(min_key="WER") or checkpointer.find_checkpoint()
+            ckpt = (  # stage 1 keeps its lowest-WER checkpoints, stage 2 its lowest-loss ones
+                checkpointer.find_checkpoint(min_key="WER")
+                or checkpointer.find_checkpoint(min_key="loss")
+                or checkpointer.find_checkpoint()
+            )
             if ckpt is None or "projector" not in ckpt.paramfiles:
                 raise FileNotFoundError(
                     f"No projector checkpoint under {path}: give a stage-1 `save` folder, "

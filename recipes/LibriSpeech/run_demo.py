@@ -17,7 +17,6 @@ speechmapper developers, 2026
 """
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -31,6 +30,8 @@ sys.path.insert(0, ROOT)
 from speechmapper_plugin.minicorpus import build_minicorpus  # noqa: E402
 from speechmapper_plugin.preset import preset_overrides  # noqa: E402
 from speechmapper_plugin.prompts import ASR_INSTRUCTION, ZERO_SHOT_ASR, build_prompt  # noqa: E402
+from speechmapper_plugin.report import markdown_tables  # noqa: E402
+from speechmapper_plugin.results import load_results  # noqa: E402
 from speechmapper_plugin.text import normalize_text  # noqa: E402
 from speechmapper_plugin.tiny_llm import build_tiny_llm  # noqa: E402
 
@@ -121,7 +122,7 @@ def main(argv=None):
         [py, "recipes/LibriSpeech/train_stage1.py", "hparams/stage1.yaml"]
         + preset_overrides(
             args.preset,
-            ["both_stages", "stage1"],
+            ["projector", "both_stages", "stage1"],
             llm_source=llm_folder,
             output_folder=stage1_folder,
             **common,
@@ -135,7 +136,7 @@ def main(argv=None):
         [py, "recipes/LibriSpeech/train_stage2.py", "hparams/stage2.yaml"]
         + preset_overrides(
             args.preset,
-            ["both_stages", "stage2"],
+            ["projector", "both_stages", "stage2"],
             llm_source=llm_folder,
             output_folder=stage2_folder,
             stage1_checkpoint=os.path.join(stage1_folder, "save"),
@@ -145,10 +146,14 @@ def main(argv=None):
     )
     total = time.time() - total_start
 
-    with open(os.path.join(stage1_folder, "results", "test-clean.json"), encoding="utf-8") as f:
-        s1 = json.load(f)
-    with open(os.path.join(stage2_folder, "results", "test-clean.json"), encoding="utf-8") as f:
-        s2 = json.load(f)
+    # Results through the evaluation suite: the same files and tables as real runs.
+    results = load_results(
+        [os.path.join(stage1_folder, "results"), os.path.join(stage2_folder, "results")]
+    )
+    s1, s2 = (
+        next(r for r in results if r["system"].startswith(p))
+        for p in ("SpeechMapper stage 1", "SpeechMapper stage 2")
+    )
     split = corpus["splits"]["test-clean"]
     print()
     print(f"Results folder: {out}")
@@ -166,16 +171,14 @@ def main(argv=None):
         print(f"| {name} | {seconds:.0f} |")
     print(f"| total | {total:.0f} |")
     print()
-    print("| system | WER % | CER % |")
-    print("|---|---|---|")
-    print(f"| stage 1, nearest-embedding decoding | {s1['wer']:.1f} | {s1['cer']:.1f} |")
+    print(markdown_tables(results).strip())
+    print()
     print(
-        f"| stage 2 (sigma={s2['sigma']}), greedy LLM "
-        f"decoding | {s2['wer']:.1f} | {s2['cer']:.1f} |"
+        f"Report again: python -m speechmapper_plugin.report {stage1_folder}/results {stage2_folder}/results"
     )
     print()
-    print(f"stage-1 nearest-embedding WER (held-out): {s1['wer']:.1f}%")
-    print(f"stage-2 WER (held-out): {s2['wer']:.1f}%")
+    print(f"stage-1 nearest-embedding WER (held-out): {s1['metrics']['wer']:.1f}%")
+    print(f"stage-2 WER (held-out): {s2['metrics']['wer']:.1f}%")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def tiny(tmp_path_factory):
 def stage_args(tiny, stage, **extra):
     return preset_overrides(
         PRESET,
-        ["both_stages", stage],
+        ["projector", "both_stages", stage],
         llm_source=tiny["llm"],
         **tiny["common"],
         **extra,
@@ -112,7 +112,11 @@ def test_stage1_learns_and_reports(stage1_run):
     with open(out / "results" / "test-clean.json", encoding="utf-8") as f:
         result = json.load(f)
     assert result["split"] == "test-clean" and result["num_utterances"] == 8
-    assert 0 <= result["wer"] and "nearest-embedding" in result["decoding"]
+    assert result["schema"] == "speechmapper-result/1" and result["task"] == "asr"
+    assert 0 <= result["metrics"]["wer"] and "nearest-embedding" in result["decoding"]["method"]
+    assert len(result["outputs"]) == 8 and {"id", "hypothesis", "reference"} <= set(
+        result["outputs"][0]
+    )
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     lines = (out / "decode" / "test-clean.nearest.tsv").read_text().splitlines()
     assert lines[0] == "ID\thypothesis\treference" and len(lines) == 9
@@ -156,14 +160,18 @@ def test_stage2_from_stage1_checkpoint(tiny, stage1_run, sigma):
     )
     with open(out / "results" / "test-clean.json", encoding="utf-8") as f:
         result = json.load(f)
-    assert result["sigma"] == sigma and result["num_utterances"] == 8
-    assert result["prompt"].startswith('"<speech>"\nRepeat the previous text')
-    assert result["wer"] >= 0 and result["cer"] >= 0
+    metrics = result["metrics"]
+    assert metrics["sigma"] == sigma and result["num_utterances"] == 8
+    assert result["system"] == (
+        "SpeechMapper stage 2 [ASR CE+MSE]" if sigma else "SpeechMapper stage 2 [ASR CE]"
+    )
+    assert result["decoding"]["prompt"].startswith('"<speech>"\nRepeat the previous text')
+    assert metrics["wer"] >= 0 and metrics["cer"] >= 0 and 0 <= metrics["stuck_pct"] <= 100
     if sigma == 0:
-        assert result["mse"] == 0.0  # CE-only IT: the MSE term is not computed
+        assert metrics["mse"] == 0.0  # CE-only IT: the MSE term is not computed
     else:
-        assert result["mse"] > 0 and result["loss"] == pytest.approx(
-            (1 - sigma) * result["ce"] + sigma * result["mse"], rel=1e-4
+        assert metrics["mse"] > 0 and metrics["loss"] == pytest.approx(
+            (1 - sigma) * metrics["ce"] + sigma * metrics["mse"], rel=1e-4
         )
 
 
@@ -191,3 +199,157 @@ def test_wrong_layout_describes_expected_layout(tiny, tmp_path):
     args += [f"--data_folder={tmp_path / 'not_librispeech'}", f"--cache_folder={tmp_path / 'c'}"]
     with pytest.raises(FileNotFoundError, match=r"<speaker>-<chapter>\.trans\.txt"):
         run_recipe("train_stage1.py", "stage1.yaml", args)
+
+
+# ----------------------------------------------------------------------------------------
+# Evaluation recipe (hparams/evaluate.yaml): every system on the tiny preset
+# ----------------------------------------------------------------------------------------
+
+
+def eval_args(tiny, name, **extra):
+    extra.setdefault("llm_source", tiny["llm"])
+    return preset_overrides(
+        PRESET,
+        ["projector", "evaluate"],
+        output_folder=str(tiny["root"] / "eval" / name),
+        **tiny["common"],
+        **extra,
+    )
+
+
+def read_result(folder):
+    files = sorted((folder / "results").glob("*.json"))
+    assert len(files) == 1, files
+    with open(files[0], encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def tiny_asr(tiny):
+    """A random-init wav2vec2-CTC model with a character vocabulary, saved locally."""
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    folder = tiny["root"] / "tiny_asr"
+    folder.mkdir(exist_ok=True)
+    chars = list("abcdefghijklmnopqrstuvwxyz'")
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate(chars)}}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000)
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32, 32),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    Wav2Vec2ForCTC(config).save_pretrained(folder)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    return str(folder)
+
+
+def test_evaluate_stage1_projector_through_the_llm(tiny, stage1_run):
+    """Stage-1 zero-shot through the LLM (Table 11 prompt) and the nearest-embedding
+    diagnostic, which must reproduce stage 1's own test WER."""
+    ckpt = str(stage1_run[0] / "save")
+    run_recipe(
+        "evaluate.py",
+        "evaluate.yaml",
+        eval_args(tiny, "nearest", system="nearest", projector_checkpoint=ckpt),
+    )
+    nearest = read_result(tiny["root"] / "eval" / "nearest")
+    with open(stage1_run[0] / "results" / "test-clean.json", encoding="utf-8") as f:
+        stage1 = json.load(f)
+    assert nearest["metrics"]["wer"] == pytest.approx(stage1["metrics"]["wer"])
+    assert [o["hypothesis"] for o in nearest["outputs"]] == [
+        o["hypothesis"] for o in stage1["outputs"]
+    ]
+    run_recipe(
+        "evaluate.py",
+        "evaluate.yaml",
+        eval_args(
+            tiny,
+            "llm",
+            projector_checkpoint=ckpt,
+            system_name="Stage 1",
+            repetition_guard=None,
+        ),
+    )
+    result = read_result(tiny["root"] / "eval" / "llm")
+    assert result["system"] == "Stage 1" and result["task"] == "asr"
+    assert result["num_utterances"] == 8 and len(result["outputs"]) == 8
+    assert result["decoding"]["example_prompt"].startswith('"<speech>"\nRepeat the previous')
+    for key in ("wer", "cer", "stuck_pct", "verbose_pct"):
+        assert result["metrics"][key] >= 0
+    # A stuck output is one that hit the 40-token limit on a repetition.
+    stuck = sum(o["stuck"] for o in result["outputs"])
+    assert result["metrics"]["stuck_pct"] == pytest.approx(100 * stuck / 8)
+
+
+def test_evaluate_transcript_topline_and_asr_cascade(tiny, tiny_asr):
+    """Baselines through the same prompts and metrics: transcripts + LLM, ASR alone, ASR + LLM."""
+    run_recipe(
+        "evaluate.py",
+        "evaluate.yaml",
+        eval_args(tiny, "topline", system="transcript", system_name="Transcripts + LLM"),
+    )
+    topline = read_result(tiny["root"] / "eval" / "topline")
+    assert topline["decoding"]["example_prompt"].startswith('"<transcript>"\nRepeat')
+    assert topline["num_utterances"] == 8
+    for system in ("asr", "asr+llm"):
+        name = system.replace("+", "_")
+        run_recipe(
+            "evaluate.py",
+            "evaluate.yaml",
+            eval_args(
+                tiny,
+                name,
+                system=system,
+                asr_source=tiny_asr,
+                asr_generate_kwargs=None,
+                system_name=f"tiny {system}",
+            ),
+        )
+        result = read_result(tiny["root"] / "eval" / name)
+        assert result["num_utterances"] == 8 and result["metrics"]["wer"] >= 0
+        if system == "asr":  # the ASR model's own transcripts, no LLM prompt
+            from speechbrain.dataio.dataio import load_data_csv
+
+            from speechmapper_plugin.cascade import HFTranscriber
+
+            assert result["decoding"]["example_prompt"] is None
+            rows = load_data_csv(
+                os.path.join(tiny["common"]["cache_folder"], "manifests", "test-clean.csv")
+            )
+            direct = HFTranscriber(tiny_asr)([rows[o["id"]]["wav"] for o in result["outputs"]])
+            assert [o["hypothesis"] for o in result["outputs"]] == direct
+        else:
+            assert result["decoding"]["example_prompt"].startswith('"<transcript>"')
+
+
+def test_evaluate_rejects_a_projector_for_another_llm(tiny, stage1_run, tmp_path):
+    other = build_tiny_llm(str(tmp_path / "wide_llm"), ["the cat sat"], hidden_size=64)
+    with pytest.raises(ValueError, match="128-dim vectors but .* 64-dim embeddings"):
+        run_recipe(
+            "evaluate.py",
+            "evaluate.yaml",
+            eval_args(
+                tiny,
+                "wrong",
+                projector_checkpoint=str(stage1_run[0] / "save"),
+                llm_source=str(other),
+            ),
+        )

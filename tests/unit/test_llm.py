@@ -649,3 +649,47 @@ def test_bos_added_once_when_the_template_lacks_it(folder, tmp_path):
     assert reference.prompt_ids(PROMPTS[0]) == model.prompt_ids(PROMPTS[0])
     with pytest.raises(ValueError, match="answers"):
         model(*speech_batch(model), PROMPTS, None)
+
+
+def test_text_only_generation_matches_the_chat_rendered_text(llm):
+    """Cascades and judges: a text prompt (no placeholder) is decoded like the same text
+    fed through the tokenizer's chat template, batched = one by one."""
+    prompts = ["repeat the man was here", "say the house is old", "the"]
+    batched = llm.generate_ids(None, None, prompts, max_new_tokens=6)
+    singles = [llm.generate_ids(None, None, [p], max_new_tokens=6)[0] for p in prompts]
+    assert batched == singles
+    text = llm.tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompts[0]}], tokenize=False, add_generation_prompt=True
+    )
+    ids = torch.tensor([llm.tokenizer(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        first = int(llm.model(input_ids=ids).logits[0, -1].argmax())
+    assert batched[0][:1] == ([] if first in llm.eos_ids else [first])
+    assert llm.generate_text(prompts, max_new_tokens=6) == llm.decode_ids(batched)
+    with pytest.raises(ValueError, match="still holds the speech placeholder"):
+        llm.generate_text(["<speech> repeat"], max_new_tokens=2)
+
+
+def test_repetition_guard_stops_and_trims_stuck_generations(llm, monkeypatch):
+    """A model stuck on one token (App. B.2) is stopped by the guard and trimmed to one copy."""
+    from speechmapper_plugin.decoding import RepetitionGuard, is_stuck
+
+    speech, lens = speech_batch(llm, seed=4)
+    stuck_token = llm.tokenizer("house", add_special_tokens=False)["input_ids"][-1]
+    bias = torch.zeros(llm.model.config.vocab_size)
+    bias[stuck_token] = 1e4  # every step's argmax: the model is stuck on "house"
+
+    def forced(module, args, output):
+        return output + bias
+
+    handle = llm.model.lm_head.register_forward_hook(forced)
+    try:
+        free = llm.generate_ids(speech, lens, "<speech> repeat", max_new_tokens=20)
+        guard = RepetitionGuard(max_repeats=5, max_ngram=4, min_tokens=5)
+        guarded = llm.generate_ids(speech, lens, "<speech> repeat", max_new_tokens=20, guard=guard)
+    finally:
+        handle.remove()
+    assert free == [[stuck_token] * 20] * len(free)
+    assert all(is_stuck(ids, 20) for ids in free)
+    assert guarded == [[stuck_token]] * len(free)
+    assert guard.stopped == len(free)

@@ -1,11 +1,25 @@
-"""Tests for speechmapper_plugin.metrics.error_rates (corpus WER/CER on normalized text)."""
+"""Tests for speechmapper_plugin.metrics: WER/CER on normalized text, sacrebleu BLEU,
+langdetect output-language ID and the COMET model resolution (offline errors).
+
+The COMET scoring itself runs on a tiny offline model in tests/unit/test_tiny_comet.py.
+"""
 
 import logging
 import math
+import os
 
 import pytest
 
-from speechmapper_plugin.metrics import error_rates
+from speechmapper_plugin.metrics import (
+    DEFAULT_COMET_MODEL,
+    CometModelUnavailableError,
+    CometScorer,
+    bleu,
+    comet_score,
+    comet_scorer,
+    error_rates,
+    language_id,
+)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +42,7 @@ def test_exact_rates_for_crafted_pairs(hyp, ref, wer, cer):
     assert out["cer"] == pytest.approx(cer)
     assert out["num_utterances"] == 1
     assert out["skipped_empty_reference"] == 0
+    assert out["signature"].startswith("jiwer:") and out["signature"].endswith("|norm:mms")
 
 
 def test_rates_are_pooled_over_the_corpus():
@@ -45,6 +60,7 @@ def test_normalization_removes_case_and_punctuation_differences():
     assert error_rates([hyp], [ref])["cer"] == 0.0
     raw = error_rates(["The Cat, sat!"], ["THE CAT SAT"], normalize=False)
     assert raw["wer"] == pytest.approx(100.0)  # every word differs by case/punctuation
+    assert raw["signature"].endswith("|norm:none")
 
 
 def test_empty_hypothesis_counts_every_reference_word_as_deleted():
@@ -73,3 +89,199 @@ def test_only_empty_references_give_nan():
 def test_length_mismatch_is_a_value_error():
     with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
         error_rates(["a", "b"], ["a"])
+
+
+def test_none_entries_are_empty_texts():
+    out = error_rates([None, "a b"], ["x y", None])
+    assert out["wer"] == pytest.approx(100.0)  # "x y" fully deleted, the empty reference skipped
+    assert out["num_utterances"] == 1 and out["skipped_empty_reference"] == 1
+
+
+# --------------------------------------------------------------------------- BLEU
+
+
+def test_bleu_matches_a_hand_computed_value_with_an_empty_hypothesis():
+    hyps = ["the cat sat on the mat", ""]
+    refs = ["the cat sat on the red mat", "hello world"]
+    # Hand computation (13a leaves these lowercase words as they are):
+    #   1-grams: 6 of 6 hypothesis unigrams match          -> p1 = 6/6
+    #   2-grams: the cat, cat sat, sat on, on the match;
+    #            "the mat" does not                          -> p2 = 4/5
+    #   3-grams: 3 of 4 ("on the mat" is not in the ref)    -> p3 = 3/4
+    #   4-grams: 2 of 3 ("sat on the mat" is not)           -> p4 = 2/3
+    #   The empty hypothesis adds no n-gram, only 2 reference words:
+    #   hyp length c = 6, ref length r = 7 + 2 = 9, BP = exp(1 - r/c) = exp(-0.5).
+    #   BLEU = BP * (1 * 4/5 * 3/4 * 2/3) ** (1/4) = 0.60653 * 0.4 ** 0.25 = 0.48236
+    expected = 100 * math.exp(-0.5) * (1 * 4 / 5 * 3 / 4 * 2 / 3) ** 0.25
+    out = bleu(hyps, refs, "en")
+    assert out["bleu"] == pytest.approx(expected, abs=1e-6)
+    assert out["bleu"] == pytest.approx(48.2356, abs=1e-4)
+    assert out["precisions"] == pytest.approx([100.0, 80.0, 75.0, 200 / 3])
+    assert out["brevity_penalty"] == pytest.approx(math.exp(-0.5))
+    assert (out["hyp_len"], out["ref_len"], out["num_utterances"]) == (6, 9, 2)
+    assert out["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+    assert out["tokenize"] == "13a"
+
+
+def test_bleu_13a_splits_punctuation_and_keeps_case():
+    assert bleu(["The cat sat."], ["The cat sat ."], "fr")["bleu"] == pytest.approx(100.0)
+    assert bleu(["the cat sat on the mat"], ["The Cat Sat On The Mat"], "de")["bleu"] == 0.0
+
+
+@pytest.mark.parametrize("lang", ["zh", "zh-CN", "zh_tw"])
+def test_bleu_uses_the_zh_tokenizer_for_chinese(lang):
+    # tok:zh splits every CJK character: 我 喜 欢 猫 vs 我 喜 欢 狗
+    # p1 = 3/4, p2 = 2/3, p3 = 1/2; p4 = 0/1, smoothed by sacrebleu's "exp" to 1/(2 * 1).
+    # BP = 1, BLEU = (3/4 * 2/3 * 1/2 * 1/2) ** (1/4) = (1/8) ** (1/4) = 0.59460
+    out = bleu(["我喜欢猫"], ["我喜欢狗"], lang)
+    assert "|tok:zh|" in out["signature"] and out["tokenize"] == "zh"
+    assert out["bleu"] == pytest.approx(100 * (1 / 8) ** 0.25, abs=1e-6)
+    # With 13a the whole sentence is one (wrong) token: no match at all.
+    assert bleu(["我喜欢猫"], ["我喜欢狗"], "de")["bleu"] == 0.0
+
+
+def test_bleu_empty_texts(caplog):
+    assert bleu([""], ["a reference"], "en")["bleu"] == 0.0
+    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin.metrics"):
+        out = bleu(["the cat sat", "extra words"], ["the cat sat", ""], "en")
+    # The hypothesis of the empty reference counts in the precisions' denominators.
+    assert out["precisions"][0] == pytest.approx(60.0)
+    assert "1 utterance(s) have an empty reference" in caplog.text
+
+
+def test_bleu_bad_input():
+    with pytest.raises(ValueError, match="3 hypotheses but 2 references"):
+        bleu(["a", "b", "c"], ["a", "b"], "en")
+    with pytest.raises(ValueError, match="no utterance to score"):
+        bleu([], [], "en")
+    with pytest.raises(ValueError, match="target_lang must be a language code"):
+        bleu(["a"], ["a"], "")
+    with pytest.raises(TypeError, match="list of strings, got a single string"):
+        bleu("a b", "a b", "en")
+
+
+# --------------------------------------------------------------------------- language ID
+
+TEXTS = {
+    "en": "The weather is very nice today and we are going to the park.",
+    "de": "Das Wetter ist heute sehr schön und wir gehen in den Park.",
+    "fr": "Il fait très beau aujourd'hui et nous allons au parc.",
+    "es": "Hace muy buen tiempo hoy y vamos a ir al parque.",
+    "it": "Oggi il tempo è molto bello e andiamo al parco.",
+    "zh": "今天天气很好，我们要去公园。",
+}
+
+
+@pytest.mark.parametrize("lang", sorted(TEXTS))
+def test_language_id_recognizes_each_language(lang):
+    out = language_id([TEXTS[lang]], lang)
+    assert out["counts"] == {lang: 1}
+    assert out["target_pct"] == 100.0
+    assert out["en_pct"] == (100.0 if lang == "en" else 0.0)
+
+
+def test_language_id_percentages_are_of_all_texts():
+    texts = [TEXTS["de"], TEXTS["de"], TEXTS["en"], TEXTS["fr"], "", "12345", "?!...", None]
+    out = language_id(texts, "de")
+    assert out["num_utterances"] == 8
+    assert out["target_pct"] == pytest.approx(25.0)
+    assert out["en_pct"] == pytest.approx(12.5)
+    assert out["undetected"] == 4
+    assert out["counts"] == {"de": 2, "en": 1, "fr": 1, "unknown": 4}
+    assert out["signature"].startswith("langdetect:") and out["signature"].endswith("|seed:0")
+
+
+def test_language_id_maps_chinese_variants_to_zh():
+    traditional = "臺灣的經濟發展與國際貿易關係密切。"  # langdetect: zh-tw
+    out = language_id([TEXTS["zh"], traditional], "zh-CN")
+    assert out["counts"] == {"zh": 2} and out["target_lang"] == "zh"
+
+
+def test_language_id_only_undetectable_texts():
+    out = language_id(["", "12345"], "de")
+    assert out["counts"] == {"unknown": 2} and out["undetected"] == 2
+    assert out["target_pct"] == 0.0 and out["en_pct"] == 0.0
+
+
+def test_language_id_is_deterministic_and_restores_the_seed():
+    from langdetect import DetectorFactory
+
+    before = DetectorFactory.seed
+    # short, ambiguous texts are where an unseeded langdetect flips between runs
+    texts = ["ok", "si", "no no", "bravo", "hotel", "taxi"]
+    first = language_id(texts, "it", seed=3)
+    assert all(language_id(texts, "it", seed=3) == first for _ in range(3))
+    assert DetectorFactory.seed == before
+
+
+def test_language_id_bad_input():
+    with pytest.raises(ValueError, match="no text to identify"):
+        language_id([], "de")
+    with pytest.raises(ValueError, match="'xx' is not a langdetect language; use one of af, "):
+        language_id(["hallo"], "xx")
+
+
+# --------------------------------------------------------------------------- COMET resolution
+
+
+def test_comet_hub_model_missing_offline_names_what_to_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    scorer = CometScorer(DEFAULT_COMET_MODEL, cache_dir=str(tmp_path))  # cheap: nothing loaded
+    with pytest.raises(CometModelUnavailableError) as info:
+        scorer.score(["src"], ["hyp"], ["ref"])
+    message = str(info.value)
+    assert "'Unbabel/wmt22-comet-da' is not in " + str(tmp_path) in message
+    assert "huggingface-cli download Unbabel/wmt22-comet-da" in message
+    assert "huggingface-cli download xlm-roberta-large" in message
+    assert "comet_model" in message
+
+
+def test_comet_missing_local_paths_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="set comet_model to an existing .ckpt"):
+        CometScorer(str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="set comet_model to an existing .ckpt"):
+        comet_score(["a"], ["b"], ["c"], model=str(tmp_path / "model.ckpt"))
+    with pytest.raises(FileNotFoundError, match="holds no checkpoints/model.ckpt"):
+        CometScorer(str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "model.ckpt").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="has no .*hparams.yaml"):
+        CometScorer(str(tmp_path))
+
+
+def test_comet_scorer_arguments(monkeypatch):
+    with pytest.raises(ValueError, match="gpus must be None"):
+        CometScorer(gpus=2)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        CometScorer(batch_size=0)
+    with pytest.raises(ValueError, match="config key comet_model"):
+        CometScorer("")
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert CometScorer().gpus == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert CometScorer().gpus == 1
+    assert CometScorer(gpus=0).gpus == 0
+
+
+def test_comet_list_checks_come_before_loading(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    scorer = CometScorer(DEFAULT_COMET_MODEL, cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="2 sources but 1 hypotheses but 1 references"):
+        scorer.score(["a", "b"], ["a"], ["a"])
+    with pytest.raises(ValueError, match="no utterance to score"):
+        scorer.score([], [], [])
+    assert os.listdir(tmp_path) == []  # nothing was downloaded or created
+
+
+def test_comet_scorer_factory_for_yaml(tmp_path):
+    assert comet_scorer(None) is None and comet_scorer("") is None  # comet_model: null
+    scorer = comet_scorer(DEFAULT_COMET_MODEL, batch_size=4, cache_dir=str(tmp_path))
+    assert isinstance(scorer, CometScorer) and scorer.batch_size == 4
+    assert comet_scorer(DEFAULT_COMET_MODEL, batch_size=4, cache_dir=str(tmp_path)) is scorer
+    assert comet_scorer(DEFAULT_COMET_MODEL, batch_size=8, cache_dir=str(tmp_path)) is not scorer
+    with pytest.raises(FileNotFoundError, match="set comet_model to an existing .ckpt"):
+        comet_scorer(str(tmp_path / "absent"))
+    with pytest.raises(ValueError, match="config key comet_model"):
+        comet_score(["a"], ["b"], ["c"], model=None)

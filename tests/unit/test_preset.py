@@ -15,9 +15,11 @@ HPARAMS = ROOT / "hparams"
 TINY = HPARAMS / "tiny.yaml"
 SECTION_TARGETS = {
     "features": ["features.yaml"],
+    "projector": ["stage1.yaml", "stage2.yaml", "evaluate.yaml"],
     "both_stages": ["stage1.yaml", "stage2.yaml"],
     "stage1": ["stage1.yaml"],
     "stage2": ["stage2.yaml"],
+    "evaluate": ["evaluate.yaml"],
 }
 
 
@@ -159,8 +161,9 @@ def test_tiny_preset_names_only_existing_keys(section):
     "target, sections",
     [
         ("features.yaml", ["features"]),
-        ("stage1.yaml", ["both_stages", "stage1"]),
-        ("stage2.yaml", ["both_stages", "stage2"]),
+        ("stage1.yaml", ["projector", "both_stages", "stage1"]),
+        ("stage2.yaml", ["projector", "both_stages", "stage2"]),
+        ("evaluate.yaml", ["projector", "evaluate"]),
     ],
 )
 def test_tiny_preset_applies_to_the_recipe_yaml(target, sections):

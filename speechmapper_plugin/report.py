@@ -1,0 +1,611 @@
+"""The ``report`` entry point: result files -> seed-averaged Markdown tables in the papers'
+layout, and Hugging Face ``model-index`` metadata for a model card.
+
+Tables have one row per system and one column per test set, as in the SpeechMapper paper:
+ASR cells ``WER / CER`` (Table 8), one ST table per metric (COMET, BLEU) with columns
+``<dataset> en-xx`` (Table 1), SQA LLM-as-judge accuracy in % (Table 2), and a
+language-identification table with ``EN % / TARGET %`` cells (Table 9, here with systems as
+rows like the other tables). Cells are ``mean ± std`` over seeds; ``–`` marks a system not
+evaluated on that test set.
+
+Usage::
+
+    python -m speechmapper_plugin.report results/ --output report.md \\
+        --model-index README_meta.md --model-name my-speechmapper --system "Stage 2 [ST CE]"
+
+Authors
+-------
+speechmapper developers, 2026
+"""
+
+import argparse
+import logging
+import re
+import statistics
+import sys
+
+from .files import atomic_write_text
+from .results import SETTINGS, TASKS, load_results, result_key
+
+__all__ = [
+    "aggregate",
+    "markdown_tables",
+    "model_index",
+    "model_card_metadata",
+    "main",
+]
+
+logger = logging.getLogger(__name__)
+
+MISSING = "–"
+_TASK_NAMES = {
+    "asr": "Automatic Speech Recognition",
+    "st": "Speech Translation",
+    "sqa": "Spoken Question Answering",
+}
+_TASK_SHORT = {"asr": "ASR", "st": "ST", "sqa": "SQA"}
+_HF_TASK_TYPES = {
+    "asr": "automatic-speech-recognition",
+    "st": "translation",
+    "sqa": "question-answering",
+}
+_METRIC_LABELS = {
+    "wer": "WER",
+    "cer": "CER",
+    "bleu": "BLEU",
+    "chrf": "chrF",
+    "comet": "COMET",
+    "judge_accuracy": "LLM-as-judge accuracy",
+    "lid_en_pct": "LID EN %",
+    "lid_target_pct": "LID target %",
+    "stuck_pct": "stuck decoding %",
+}
+_HF_METRIC_TYPES = {"judge_accuracy": "accuracy"}
+_LOWER_IS_BETTER = {"wer", "cer", "stuck_pct"}
+_HIGHER_IS_BETTER = {"bleu", "chrf", "comet", "judge_accuracy"}
+_PERCENT_SIGN = {"judge_accuracy"}  # and every "*_pct" metric
+
+# Known datasets, in the papers' column order: normalized name -> Hugging Face hub id (None:
+# no canonical hub copy, the name itself is used). Aliases map to the same entry.
+_DATASETS = {
+    "librispeech": "librispeech_asr",
+    "voxpopuli": "facebook/voxpopuli",
+    "commonvoice": "mozilla-foundation/common_voice_17_0",  # the paper's CommonVoice v17
+    "fleurs": "google/fleurs",
+    "europarlst": None,
+    "covost2": "facebook/covost2",
+    "spokensquad": None,
+    "librisqa": None,
+}
+_ALIASES = {
+    "ls": "librispeech",
+    "vp": "voxpopuli",
+    "cv": "commonvoice",
+    "cv17": "commonvoice",
+    "commonvoice17": "commonvoice",
+    "commonvoicev17": "commonvoice",
+    "europarl": "europarlst",
+    "covost": "covost2",
+}
+# Target languages in the papers' column order; others follow alphabetically.
+_LANG_ORDER = ("es", "fr", "de", "it", "zh")
+
+
+def _dataset_id(name):
+    key = re.sub(r"[^a-z0-9]", "", name.lower())
+    return _ALIASES.get(key, key)
+
+
+def _setting_rank(setting):
+    return SETTINGS.index(setting) if setting in SETTINGS else len(SETTINGS)
+
+
+def aggregate(results):
+    """Average the metrics of results that differ only by seed.
+
+    Results are grouped by (system, dataset, split, task, source_lang, target_lang, metric);
+    each group gives its mean and its *sample* standard deviation (``ddof=1``). With a single
+    seed the standard deviation is ``None`` (no spread can be measured) and tables show the
+    mean alone.
+
+    Arguments
+    ---------
+    results : list of dict
+        Validated results (``results.load_results`` or ``results.make_result``).
+
+    Returns
+    -------
+    list of dict
+        One row per group, in order of first appearance, with keys ``system``, ``setting``,
+        ``llm``, ``dataset``, ``split``, ``task``, ``source_lang``, ``target_lang``,
+        ``metric``, ``mean``, ``std``, ``n`` (number of seeds), ``seeds`` and
+        ``signatures`` (the distinct signature strings of that metric).
+
+    Raises
+    ------
+    ValueError
+        When two results describe the same run (same seed), or when one system name is
+        used with two different settings or LLMs (give each its own system name).
+
+    Example
+    -------
+    >>> from speechmapper_plugin.results import make_result
+    >>> runs = [make_result("S", "LibriSpeech", "test-clean", "asr", {"wer": w}, [], seed=s)
+    ...         for s, w in ((1, 3.0), (2, 5.0))]
+    >>> row = aggregate(runs)[0]
+    >>> row["metric"], row["mean"], round(row["std"], 4), row["n"]
+    ('wer', 4.0, 1.4142, 2)
+    """
+    groups, runs, systems = {}, {}, {}
+    for result in results:
+        key = result_key(result)
+        if key in runs:
+            raise ValueError(
+                f"aggregate: two results describe the same run (system, dataset, split, task, "
+                f"source_lang, target_lang, seed) = {key}; keep only one."
+            )
+        runs[key] = True
+        name = result["system"]
+        attrs = (result.get("setting"), result.get("llm"))
+        if name in systems and systems[name] != attrs:
+            raise ValueError(
+                f"aggregate: system {name!r} appears with (setting, llm) = {systems[name]} and "
+                f"{attrs}; give each configuration its own system name."
+            )
+        systems[name] = attrs
+        for metric, value in result["metrics"].items():
+            gkey = key[:-1] + (metric,)
+            group = groups.setdefault(gkey, {"values": [], "seeds": [], "signatures": []})
+            group["values"].append(float(value))
+            group["seeds"].append(result["seed"])
+            signatures = result.get("signatures", {})
+            signature = signatures.get(metric, signatures.get(metric.split("_")[0]))
+            if signature is not None and signature not in group["signatures"]:
+                group["signatures"].append(signature)
+    rows = []
+    for (system, dataset, split, task, src, tgt, metric), group in groups.items():
+        values = group["values"]
+        rows.append(
+            {
+                "system": system,
+                "setting": systems[system][0],
+                "llm": systems[system][1],
+                "dataset": dataset,
+                "split": split,
+                "task": task,
+                "source_lang": src,
+                "target_lang": tgt,
+                "metric": metric,
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else None,
+                "n": len(values),
+                "seeds": group["seeds"],
+                "signatures": group["signatures"],
+            }
+        )
+    return rows
+
+
+def _column(row):
+    return (row["dataset"], row["split"], row["source_lang"], row["target_lang"])
+
+
+def _column_sort_key(column):
+    dataset, split, src, tgt = column
+    known = list(_DATASETS)
+    ident = _dataset_id(dataset)
+    rank = known.index(ident) if ident in known else len(known)
+    lang = _LANG_ORDER.index(tgt) if tgt in _LANG_ORDER else len(_LANG_ORDER)
+    return (rank, dataset.lower(), split.lower(), src, lang, tgt or "")
+
+
+def _column_labels(task, columns):
+    """Labels such as "LibriSpeech test-clean" or "EuroParl-ST en-de"."""
+    labels = {}
+    for dataset, split, src, tgt in columns:
+        if task == "st":
+            splits = {c[1] for c in columns if c[0] == dataset}
+            parts = [dataset] + ([split] if len(splits) > 1 else []) + [f"{src}-{tgt}"]
+        else:
+            parts = [dataset, split] + ([f"({src})"] if src != "en" else [])
+        labels[(dataset, split, src, tgt)] = " ".join(parts)
+    return labels
+
+
+def _escape(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _row_label(system, setting):
+    if setting and f"({setting})" not in system:
+        return f"{system} ({setting})"
+    return system
+
+
+def _is_percent(metric):
+    return metric in _PERCENT_SIGN or metric.endswith("_pct")
+
+
+def _format(row, decimals, percent):
+    text = f"{row['mean']:.{decimals}f}" + ("%" if percent else "")
+    if row["std"] is not None:
+        text += f" ± {row['std']:.{decimals}f}"
+    return text
+
+
+def _table_specs(task, present):
+    """(title, metrics) of the tables of one task, in the papers' order."""
+    specs, used = [], set()
+
+    def pair(first, second, title):
+        if first in present and second in present:
+            specs.append((title, (first, second)))
+            used.update((first, second))
+
+    if task == "asr":
+        pair("wer", "cer", "ASR: WER / CER (↓)")
+    if task == "st":
+        for metric in ("comet", "bleu"):
+            if metric in present:
+                specs.append((f"ST: {_METRIC_LABELS[metric]} (↑)", (metric,)))
+                used.add(metric)
+    if task == "sqa" and "judge_accuracy" in present:
+        specs.append(("SQA: LLM-as-judge accuracy (↑)", ("judge_accuracy",)))
+        used.add("judge_accuracy")
+    short = _TASK_SHORT.get(task, task)
+    pair("lid_en_pct", "lid_target_pct", f"{short}: language identification, EN % / TARGET %")
+    for metric in present:
+        if metric in used:
+            continue
+        arrow = " (↓)" if metric in _LOWER_IS_BETTER else ""
+        arrow = " (↑)" if metric in _HIGHER_IS_BETTER else arrow
+        label = _METRIC_LABELS.get(metric, metric)
+        specs.append((f"{short}: {label}{arrow}", (metric,)))
+    return specs
+
+
+def _ordered_systems(results, sort_by_setting):
+    systems = {}
+    for result in results:
+        systems.setdefault(result["system"], result.get("setting"))
+    names = list(systems)
+    if sort_by_setting:
+        names.sort(key=lambda name: _setting_rank(systems[name]))  # stable: keeps appearance
+    return names, systems
+
+
+def _render_table(title, metrics, task_rows, systems, setting_of, decimals):
+    cells = {(r["system"], _column(r), r["metric"]): r for r in task_rows}
+    chosen = [r for r in task_rows if r["metric"] in metrics]
+    columns = sorted({_column(r) for r in chosen}, key=_column_sort_key)
+    labels = _column_labels(chosen[0]["task"], columns)
+    in_table = {r["system"] for r in chosen}
+    places = 1 if decimals is None else decimals
+    lines = [
+        f"### {title}",
+        "",
+        "| System | " + " | ".join(_escape(labels[c]) for c in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for system in systems:
+        if system not in in_table:
+            continue
+        row_cells = []
+        for column in columns:
+            parts = []
+            for metric in metrics:
+                row = cells.get((system, column, metric))
+                parts.append(MISSING if row is None else _format(row, places, _is_percent(metric)))
+            row_cells.append(MISSING if all(p == MISSING for p in parts) else " / ".join(parts))
+        label = _escape(_row_label(system, setting_of[system]))
+        lines.append(f"| {label} | " + " | ".join(row_cells) + " |")
+    seeds = sorted({r["n"] for r in chosen})
+    span = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+    if seeds[-1] > 1:
+        note = f"mean ± sample std (ddof=1) over {span} seed(s); single-run cells show the mean"
+    else:
+        note = "single runs (no seed spread)"
+    lines += ["", f"_Cells: {note}; {MISSING}: not evaluated._"]
+    by_signature = {}
+    for metric in metrics:
+        signatures = []
+        for r in chosen:
+            if r["metric"] == metric:
+                signatures += [s for s in r["signatures"] if s not in signatures]
+        if len(signatures) > 1:
+            logger.warning(
+                "%s: %d different signatures for %r; those cells are not comparable.",
+                title,
+                len(signatures),
+                metric,
+            )
+        for signature in signatures:
+            by_signature.setdefault(signature, []).append(_METRIC_LABELS.get(metric, metric))
+    for signature, names in by_signature.items():  # one line per signature
+        lines.append(f"_{' / '.join(names)} signature: `{signature}`_")
+    return "\n".join(lines)
+
+
+def markdown_tables(results, metrics=None, *, sort_by_setting=False, decimals=None):
+    """Markdown tables in the papers' layout: rows systems, columns test sets.
+
+    One table per task and metric family; tasks in the order ASR, ST, SQA, and within a
+    task: ASR ``WER / CER`` (Table 8); ST COMET then BLEU (Table 1); SQA LLM-as-judge
+    accuracy with a ``%`` sign (Table 2); then language identification ``EN % / TARGET %``
+    (Table 9) and one table per other metric (e.g. ``stuck_pct``). A pair table is used only
+    when both of its metrics were computed; otherwise each metric gets its own table.
+
+    Columns are ordered by dataset (the papers' order: LibriSpeech, VoxPopuli, CommonVoice,
+    Fleurs, EuroParl-ST, CoVoST2, SpokenSQuAD, LibriSQA, then the others alphabetically), then
+    split, then target language (es, fr, de, it, zh, then alphabetically). Rows follow the
+    order in which systems first appear in ``results``, or, with ``sort_by_setting``, the
+    setting order topline, baseline, zero-shot, in-domain (systems without a setting last).
+    Values are printed as stored (units: see ``speechmapper_plugin.results``) with one
+    decimal (``decimals`` changes it). Metric signatures are printed under each table; a
+    metric's signature is looked up under its name, then under its family prefix (``lid``
+    for ``lid_en_pct``).
+
+    Arguments
+    ---------
+    results : list of dict
+        Validated results.
+    metrics : list of str, optional
+        Only these metrics (all by default); an unknown name raises ``ValueError``.
+    sort_by_setting : bool
+        Order rows by setting instead of first appearance.
+    decimals : int, optional
+        Fixed number of decimals for every cell.
+
+    Returns
+    -------
+    str
+        The tables, separated by blank lines, each followed by a note (seeds, signatures).
+
+    Example
+    -------
+    >>> from speechmapper_plugin.results import make_result
+    >>> runs = [make_result("S", "LibriSpeech", "test-clean", "asr",
+    ...                     {"wer": w, "cer": c}, [], seed=s)
+    ...         for s, w, c in ((1, 3.0, 1.0), (2, 5.0, 1.0))]
+    >>> print(markdown_tables(runs).splitlines()[4])
+    | S | 4.0 ± 1.4 / 1.0 ± 0.0 |
+    """
+    if not results:
+        raise ValueError("markdown_tables: no results to report.")
+    rows = aggregate(results)
+    available = list(dict.fromkeys(r["metric"] for r in rows))
+    if metrics is not None:
+        unknown = [m for m in metrics if m not in available]
+        if unknown:
+            raise ValueError(
+                f"markdown_tables: metric(s) {', '.join(unknown)} not found in the results; "
+                f"available: {', '.join(available)}."
+            )
+        rows = [r for r in rows if r["metric"] in metrics]
+    systems, setting_of = _ordered_systems(results, sort_by_setting)
+    tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
+    tables = []
+    for task in tasks:
+        task_rows = [r for r in rows if r["task"] == task]
+        present = list(dict.fromkeys(r["metric"] for r in task_rows))
+        for title, table_metrics in _table_specs(task, present):
+            tables.append(
+                _render_table(title, table_metrics, task_rows, systems, setting_of, decimals)
+            )
+    return "\n\n".join(tables) + "\n"
+
+
+def _hf_dataset(row):
+    ident = _dataset_id(row["dataset"])
+    hub = _DATASETS.get(ident)
+    task, src, tgt = row["task"], row["source_lang"], row["target_lang"]
+    entry = {"name": _column_labels(task, [_column(row)])[_column(row)]}
+    entry["type"] = hub or row["dataset"]
+    split = row["split"]
+    match = re.fullmatch(r"(test|dev|validation)[-_.](clean|other)", split.lower())
+    if ident == "librispeech" and match:  # hub layout: config "clean"/"other", split "test"
+        entry["config"] = match.group(2)
+        entry["split"] = "validation" if match.group(1) == "dev" else match.group(1)
+    else:
+        entry["split"] = split
+    if task == "st":
+        entry["config"] = f"{src}_{tgt}" if ident == "covost2" else f"{src}-{tgt}"
+        entry["args"] = {"source_language": src, "target_language": tgt}
+    else:
+        entry["args"] = {"language": src}
+    return entry
+
+
+def model_index(results, model_name, system=None, metrics=None):
+    """Hugging Face ``model-index`` metadata for the results of one system.
+
+    One entry per test set, with ``task`` (``automatic-speech-recognition``, ``translation``
+    or ``question-answering``), ``dataset`` (``name``, hub-style ``type`` from a small mapping
+    — an unknown dataset keeps its name —, ``split``, and ``config``/``args`` holding the
+    language pair for ST) and ``metrics`` (``type``, ``value``, ``name``; a metric signature
+    goes to ``args``). With several seeds ``value`` is the mean (rounded to 4 decimals) and
+    ``name`` states the number of seeds and the std.
+
+    Arguments
+    ---------
+    results : list of dict
+        Validated results.
+    model_name : str
+        The model's name on the card.
+    system : str, optional
+        The system to describe; required when ``results`` hold several systems.
+    metrics : list of str, optional
+        Only these metrics.
+
+    Returns
+    -------
+    dict
+        ``{"model-index": [{"name": model_name, "results": [...]}]}``.
+
+    Example
+    -------
+    >>> from speechmapper_plugin.results import make_result
+    >>> r = make_result("S", "LibriSpeech", "test-clean", "asr", {"wer": 2.9}, [])
+    >>> entry = model_index([r], "my-model")["model-index"][0]["results"][0]
+    >>> entry["task"]["type"], entry["dataset"]["type"], entry["metrics"][0]["value"]
+    ('automatic-speech-recognition', 'librispeech_asr', 2.9)
+    """
+    if not results:
+        raise ValueError("model_index: no results to describe.")
+    systems = list(dict.fromkeys(r["system"] for r in results))
+    if system is None:
+        if len(systems) > 1:
+            raise ValueError(
+                f"model_index: the results hold {len(systems)} systems; a model card describes "
+                f"one: choose it with system=... (--system): {'; '.join(systems)}."
+            )
+        system = systems[0]
+    if system not in systems:
+        raise ValueError(
+            f"model_index: system {system!r} is not in the results; available: "
+            f"{'; '.join(systems)}."
+        )
+    rows = aggregate([r for r in results if r["system"] == system])
+    if metrics is not None:
+        rows = [r for r in rows if r["metric"] in metrics]
+        if not rows:
+            raise ValueError(
+                f"model_index: none of the metrics {', '.join(metrics)} was computed for "
+                f"system {system!r}."
+            )
+    entries = {}
+    for row in rows:
+        key = (TASKS.index(row["task"]), _column_sort_key(_column(row)))
+        if key not in entries:
+            entries[key] = {
+                "task": {
+                    "type": _HF_TASK_TYPES[row["task"]],
+                    "name": _TASK_NAMES[row["task"]],
+                },
+                "dataset": _hf_dataset(row),
+                "metrics": [],
+            }
+        name = _METRIC_LABELS.get(row["metric"], row["metric"])
+        if row["n"] > 1:
+            name += f" (mean of {row['n']} seeds, std {row['std']:.4g})"
+        metric = {
+            "type": _HF_METRIC_TYPES.get(row["metric"], row["metric"]),
+            "value": round(row["mean"], 4),
+            "name": name,
+        }
+        if row["signatures"]:
+            metric["args"] = {"signature": " ; ".join(row["signatures"])}
+        entries[key]["metrics"].append(metric)
+    ordered = [entries[k] for k in sorted(entries)]
+    return {"model-index": [{"name": model_name, "results": ordered}]}
+
+
+def model_card_metadata(index):
+    """The model-card front matter (``---`` YAML ``---``) for a ``model_index`` dict.
+
+    Example
+    -------
+    >>> print(model_card_metadata({"model-index": [{"name": "m", "results": []}]}), end="")
+    ---
+    model-index:
+    - name: m
+      results: []
+    ---
+    """
+    import yaml
+
+    body = yaml.safe_dump(index, sort_keys=False, allow_unicode=True)
+    return f"---\n{body}---\n"
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m speechmapper_plugin.report",
+        description="Aggregate result files over seeds into Markdown tables (papers' layout) "
+        "and, optionally, Hugging Face model-index metadata.",
+    )
+    parser.add_argument(
+        "results", nargs="+", help="result files and/or folders (searched for *.json)"
+    )
+    parser.add_argument("--output", help="write the Markdown tables to this file too")
+    parser.add_argument(
+        "--metrics", nargs="+", help="report only these metrics (e.g. wer cer comet)"
+    )
+    parser.add_argument(
+        "--sort-by-setting",
+        action="store_true",
+        help="order rows topline, baseline, zero-shot, in-domain (default: first appearance)",
+    )
+    parser.add_argument("--decimals", type=int, help="fixed number of decimals in cells")
+    parser.add_argument(
+        "--model-index", help="write model-card front matter (YAML model-index) to this file"
+    )
+    parser.add_argument("--model-name", help="model name for --model-index")
+    parser.add_argument(
+        "--system", help="the system described by --model-index (needed with several systems)"
+    )
+    return parser
+
+
+def main(argv=None):
+    """Command line: ``python -m speechmapper_plugin.report RESULTS... [options]``.
+
+    Prints the Markdown tables to stdout, writes them atomically to ``--output`` and, with
+    ``--model-index FILE --model-name NAME [--system SYSTEM]``, writes the model-card front
+    matter. Bad input (missing file, corrupt or invalid result, unknown metric or system)
+    exits with status 2 and a message naming the problem.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechmapper_plugin.results import make_result, write_result
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = write_result(folder, make_result("S", "Fleurs", "test", "asr", {"wer": 9.0}, []))
+    >>> main([folder])
+    ### ASR: WER (↓)
+    <BLANKLINE>
+    | System | Fleurs test |
+    |---|---|
+    | S | 9.0 |
+    ...
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.model_index and not args.model_name:
+        parser.error("--model-index needs --model-name (the model's name on the card).")
+    if (args.model_name or args.system) and not args.model_index:
+        parser.error("--model-name/--system only apply with --model-index FILE.")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        results = load_results(args.results)
+        if not results:
+            raise ValueError(
+                f"no result files (JSON with a 'schema' key) found in: {' '.join(args.results)}"
+            )
+        text = markdown_tables(
+            results,
+            metrics=args.metrics,
+            sort_by_setting=args.sort_by_setting,
+            decimals=args.decimals,
+        )
+        index = None
+        if args.model_index:
+            index = model_index(results, args.model_name, system=args.system, metrics=args.metrics)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    sys.stdout.write(text)
+    if args.output:
+        atomic_write_text(args.output, text)
+        logger.info("report: tables written to %s", args.output)
+    if index is not None:
+        atomic_write_text(args.model_index, model_card_metadata(index))
+        logger.info("report: model-index written to %s", args.model_index)
+
+
+if __name__ == "__main__":
+    main()

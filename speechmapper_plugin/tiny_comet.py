@@ -1,0 +1,335 @@
+"""A tiny, random-init COMET model built offline: the test stand-in for wmt22-comet-da.
+
+``Unbabel/wmt22-comet-da`` is a COMET ``RegressionMetric`` on top of XLM-R large, stored as a
+Lightning checkpoint ``checkpoints/model.ckpt`` next to an ``hparams.yaml`` whose
+``pretrained_model`` names the encoder (its tokenizer and config are loaded from there, the
+weights come from the checkpoint). :func:`build_tiny_comet` writes the same layout with a
+tiny XLM-R (random init) and a sentencepiece tokenizer trained on a few sentences, the
+encoder saved as a local Hugging Face folder, so that
+``CometScorer(model=folder)`` (:mod:`speechmapper_plugin.metrics`) runs COMET's real loading
+and prediction code offline, in seconds. Its scores are meaningless, only well defined and
+deterministic.
+
+Layout of the built folder::
+
+    folder/
+      hparams.yaml              # class_identifier, pretrained_model: <folder>/encoder, ...
+      checkpoints/model.ckpt    # Lightning checkpoint (state_dict, hyper_parameters)
+      encoder/                  # config.json, sentencepiece.bpe.model, tokenizer.json, ...
+      tiny_comet_build.json     # build key (corpus, settings, location)
+
+Command line::
+
+    python -m speechmapper_plugin.tiny_comet --output_folder DIR --text_file corpus.txt
+
+Authors
+-------
+speechmapper developers, 2026
+"""
+
+import argparse
+import io
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .files import atomic_write_text, write_json
+from .tiny_llm import (
+    _build_key,
+    _make_readable,
+    _replace_folder,
+    _seeded,
+    default_vocab_size,
+    read_text_file,
+)
+
+__all__ = ["build_tiny_comet", "train_xlmr_tokenizer"]
+
+logger = logging.getLogger(__name__)
+
+BUILD_MANIFEST = "tiny_comet_build.json"
+BUILD_FORMAT_VERSION = 1
+ENCODER_FOLDER = "encoder"
+SPM_FILE = "sentencepiece.bpe.model"
+
+
+def _check_texts(texts):
+    if isinstance(texts, str):
+        raise TypeError("build_tiny_comet: texts must be a list of sentences, not one string.")
+    texts = [str(text).strip() for text in texts if text is not None]
+    texts = [text for text in texts if text]
+    if not texts:
+        raise ValueError(
+            "Cannot train the tiny COMET tokenizer: the text corpus is empty "
+            "(give at least one non-empty sentence)."
+        )
+    return texts
+
+
+def train_xlmr_tokenizer(texts, output_folder, vocab_size=None):
+    """Trains a sentencepiece model with XLM-R's layout and saves it as an XLM-R tokenizer.
+
+    The sentencepiece ids are ``<unk>``=0, ``<s>``=1, ``</s>``=2, then the pieces, as in
+    XLM-R's ``sentencepiece.bpe.model``; with the fairseq offset of the XLM-R tokenizers the
+    vocabulary becomes ``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, the pieces, ``<mask>``,
+    so the slow (``XLMRobertaTokenizer``) and fast (``XLMRobertaTokenizerFast``) tokenizers
+    agree. Characters absent from the corpus map to ``<unk>``.
+
+    Arguments
+    ---------
+    texts : list of str
+        Training sentences (any languages).
+    output_folder : str or Path
+        Where ``sentencepiece.bpe.model``, ``tokenizer.json`` and the tokenizer configs are
+        saved.
+    vocab_size : int, optional
+        Sentencepiece vocabulary upper bound (default: ``tiny_llm.default_vocab_size``).
+
+    Returns
+    -------
+    transformers.XLMRobertaTokenizerFast
+        The tokenizer.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> tok = train_xlmr_tokenizer(["the cat sat", "die Katze"], tempfile.mkdtemp())
+    >>> ids = tok("the cat").input_ids
+    >>> ids[0] == tok.bos_token_id == 0, ids[-1] == tok.eos_token_id == 2, tok.pad_token_id
+    (True, True, 1)
+    >>> tok.decode(ids, skip_special_tokens=True)
+    'the cat'
+    """
+    import sentencepiece as spm
+    from transformers import XLMRobertaTokenizerFast
+
+    texts = _check_texts(texts)
+    if vocab_size is None:
+        vocab_size = default_vocab_size(texts)
+    output_folder = Path(output_folder)
+    output_folder.mkdir(parents=True, exist_ok=True)
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=proto,
+        vocab_size=int(vocab_size),
+        model_type="unigram",
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
+    )
+    spm_path = output_folder / SPM_FILE
+    spm_path.write_bytes(proto.getvalue())
+    tokenizer = XLMRobertaTokenizerFast(vocab_file=str(spm_path), model_max_length=512)
+    tokenizer.save_pretrained(output_folder)
+    return tokenizer
+
+
+def build_tiny_comet(
+    folder,
+    texts,
+    seed=0,
+    hidden_size=32,
+    num_layers=2,
+    num_heads=2,
+    intermediate_size=64,
+    vocab_size=None,
+):
+    """Builds (or reuses) a tiny random-init COMET ``RegressionMetric`` loadable offline.
+
+    The encoder is an ``XLMRobertaModel`` of the given size (random init), its config and
+    tokenizer (:func:`train_xlmr_tokenizer`) saved in ``<folder>/encoder``; the COMET model
+    is created with ``pretrained_model=<folder>/encoder`` (absolute path),
+    ``load_pretrained_weights=False`` and ``local_files_only=True`` and saved as a Lightning
+    checkpoint, with the ``hparams.yaml`` COMET reads. The build is idempotent: a folder
+    already holding a build of the same corpus, settings and location is reused; otherwise
+    it is built in a temporary sibling folder that then replaces ``folder``. Moving the
+    folder breaks the absolute encoder path: build it again at the new place.
+
+    Arguments
+    ---------
+    folder : str or Path
+        Output folder (new, empty, or an earlier tiny COMET build).
+    texts : list of str
+        Tokenizer training sentences (sources, hypotheses, references of the tests).
+    seed : int
+        Seed of the random initialization.
+    hidden_size : int
+        Encoder hidden size.
+    num_layers : int
+        Encoder layers.
+    num_heads : int
+        Attention heads.
+    intermediate_size : int
+        Encoder feed-forward size.
+    vocab_size : int, optional
+        Sentencepiece vocabulary upper bound.
+
+    Returns
+    -------
+    Path
+        ``<folder>/checkpoints/model.ckpt``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> ckpt = build_tiny_comet(tempfile.mkdtemp(), ["the cat sat", "le chat"])
+    >>> ckpt.name, ckpt.parent.name, (ckpt.parent.parent / "hparams.yaml").is_file()
+    ('model.ckpt', 'checkpoints', True)
+    """
+    folder = Path(folder).expanduser().absolute()
+    texts = _check_texts(texts)
+    for name, value in (
+        ("hidden_size", hidden_size),
+        ("num_layers", num_layers),
+        ("num_heads", num_heads),
+        ("intermediate_size", intermediate_size),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"build_tiny_comet: {name} must be a positive int, got {value!r}.")
+    if hidden_size % num_heads:
+        raise ValueError(
+            f"build_tiny_comet: hidden_size {hidden_size} is not a multiple of num_heads "
+            f"{num_heads}."
+        )
+    settings = {
+        "format": BUILD_FORMAT_VERSION,
+        "folder": str(folder),
+        "seed": seed,
+        "hidden_size": hidden_size,
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "intermediate_size": intermediate_size,
+        "vocab_size": vocab_size,
+    }
+    key = _build_key(texts, settings)
+    checkpoint = folder / "checkpoints" / "model.ckpt"
+    manifest = folder / BUILD_MANIFEST
+    if manifest.is_file():
+        try:
+            previous = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = {}
+        if previous.get("key") == key and checkpoint.is_file():
+            logger.debug("Reusing the tiny COMET model in %s", folder)
+            return checkpoint
+        logger.info("Rebuilding the tiny COMET model in %s (corpus or settings changed)", folder)
+    elif folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(
+            f"{folder} exists, is not empty and holds no tiny COMET build "
+            f"({BUILD_MANIFEST} missing): give an empty or new folder."
+        )
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp_folder = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
+    try:
+        _build(tmp_folder, folder / ENCODER_FOLDER, texts, settings)
+        write_json(tmp_folder / BUILD_MANIFEST, {"key": key, "settings": settings})
+        _make_readable(tmp_folder)
+        _replace_folder(tmp_folder, folder)
+    except BaseException:
+        shutil.rmtree(tmp_folder, ignore_errors=True)
+        raise
+    logger.info("Built a tiny COMET model in %s", folder)
+    return checkpoint
+
+
+def _build(tmp_folder, final_encoder, texts, settings):
+    """Writes encoder, checkpoint and hparams into ``tmp_folder`` (encoder path: final one)."""
+    import pytorch_lightning
+    import yaml
+    from transformers import XLMRobertaConfig
+
+    from .metrics import _import_comet, _quiet_comet
+
+    encoder_folder = tmp_folder / ENCODER_FOLDER
+    tokenizer = train_xlmr_tokenizer(texts, encoder_folder, vocab_size=settings["vocab_size"])
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=settings["hidden_size"],
+        num_hidden_layers=settings["num_layers"],
+        num_attention_heads=settings["num_heads"],
+        intermediate_size=settings["intermediate_size"],
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config.save_pretrained(encoder_folder)
+
+    _import_comet()
+    from comet.models import RegressionMetric
+
+    with _quiet_comet(), _seeded(settings["seed"]):
+        # The encoder is read from the temporary folder; the saved hparams name the final one.
+        model = RegressionMetric(
+            pretrained_model=str(encoder_folder),
+            load_pretrained_weights=False,
+            local_files_only=True,
+            hidden_sizes=[4 * settings["hidden_size"]],
+            layer_transformation="sparsemax",
+            layer_norm=False,
+            batch_size=4,
+        )
+    hparams = dict(model.hparams)
+    hparams["pretrained_model"] = str(final_encoder)
+    hparams["load_pretrained_weights"] = False
+    hparams["local_files_only"] = True
+    state = {
+        "epoch": 0,
+        "global_step": 0,
+        "pytorch-lightning_version": pytorch_lightning.__version__,
+        "state_dict": {name: tensor.clone() for name, tensor in model.state_dict().items()},
+        "hparams_name": "kwargs",
+        "hyper_parameters": hparams,
+    }
+    checkpoint = tmp_folder / "checkpoints" / "model.ckpt"
+    checkpoint.parent.mkdir()
+    torch.save(state, checkpoint)
+    atomic_write_text(tmp_folder / "hparams.yaml", yaml.safe_dump(hparams, sort_keys=True))
+
+
+def main(argv=None):
+    """Command-line entry point (``python -m speechmapper_plugin.tiny_comet --help``)."""
+    parser = argparse.ArgumentParser(
+        description="Build a tiny random-init COMET model (offline stand-in for wmt22-comet-da)."
+    )
+    parser.add_argument("--output_folder", required=True, help="where to save the model")
+    parser.add_argument(
+        "--text_file", required=True, action="append", help="corpus, one sentence per line"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden_size", type=int, default=32)
+    parser.add_argument("--num_layers", type=int, default=2)
+    parser.add_argument("--num_heads", type=int, default=2)
+    parser.add_argument("--intermediate_size", type=int, default=64)
+    parser.add_argument("--vocab_size", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    texts = [text for path in args.text_file for text in read_text_file(path)]
+    checkpoint = build_tiny_comet(
+        args.output_folder,
+        texts,
+        seed=args.seed,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        intermediate_size=args.intermediate_size,
+        vocab_size=args.vocab_size,
+    )
+    print(checkpoint)
+    return checkpoint
+
+
+if __name__ == "__main__":
+    main()
