@@ -171,7 +171,7 @@ def main(argv=None):
         print(f"| {name} | {seconds:.0f} |")
     print(f"| total | {total:.0f} |")
     print()
-    print(markdown_tables(results).strip())
+    print(markdown_tables(results, metrics=["wer", "cer", "stuck_pct", "verbose_pct"]).strip())
     print()
     print(
         f"Report again: python -m speechmapper_plugin.report {stage1_folder}/results {stage2_folder}/results"
