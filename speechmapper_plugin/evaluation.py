@@ -83,7 +83,7 @@ def score_outputs(task, outputs, comet=None, judges=None, guarded=0, lid_seed=0)
     if task == "asr":
         rates = error_rates(hyps, refs)
         metrics.update(wer=rates["wer"], cer=rates["cer"])
-        signatures["wer"] = signatures["cer"] = rates.get("signature", "jiwer, MMS-normalized")
+        signatures["wer"] = signatures["cer"] = rates["signature"]
     elif task == "st":
         lang = _single_language(outputs, task)
         scored = bleu(hyps, refs, lang)
@@ -93,30 +93,27 @@ def score_outputs(task, outputs, comet=None, judges=None, guarded=0, lid_seed=0)
             sources = [o.get("source", "") for o in outputs]
             scored = comet.score(sources, hyps, refs)
             metrics["comet"] = scored["comet"]
-            signatures["comet"] = scored.get("signature", scored["model"])
+            signatures["comet"] = scored["signature"]
             for out, value in zip(outputs, scored["segments"]):
                 out["comet"] = value
-        lid = language_id(hyps, lang, seed=lid_seed)
-        metrics.update(lid_target_pct=lid["target_pct"], lid_en_pct=lid["en_pct"])
-        signatures["lid"] = lid.get("signature", f"langdetect, seed {lid_seed}")
-    else:
-        if judges:
-            from .judge import judge_answers
+    elif judges:  # sqa
+        from .judge import judge_answers
 
-            verdicts = judge_answers(
-                [o.get("context", "") for o in outputs],
-                [o.get("question", "") for o in outputs],
-                [r.split(ANSWER_SEPARATOR) for r in refs],
-                hyps,
-                judges=list(judges),
-            )
-            metrics["judge_accuracy"] = verdicts["accuracy"]
-            metrics["judge_std"] = verdicts["std"]
-            metrics["judge_invalid"] = verdicts["invalid"]
-            signatures["judge_accuracy"] = "BERGEN-style yes/no, judges: " + ", ".join(judges)
+        verdicts = judge_answers(
+            [o.get("context", "") for o in outputs],
+            [o.get("question", "") for o in outputs],
+            [r.split(ANSWER_SEPARATOR) for r in refs],
+            hyps,
+            judges=list(judges),
+        )
+        metrics["judge_accuracy"] = verdicts["accuracy"]
+        metrics["judge_std"] = verdicts["std"]
+        metrics["judge_invalid"] = verdicts["invalid"]
+        signatures["judge_accuracy"] = "BERGEN-style yes/no, judges: " + ", ".join(judges)
+    if task != "asr":  # output-language ID (Table 9): ST target / SQA question language
         lid = language_id(hyps, _single_language(outputs, task), seed=lid_seed)
         metrics.update(lid_target_pct=lid["target_pct"], lid_en_pct=lid["en_pct"])
-        signatures["lid"] = lid.get("signature", f"langdetect, seed {lid_seed}")
+        signatures["lid"] = lid["signature"]
     stats = decoding_stats(hyps, refs, [bool(o.get("stuck")) for o in outputs], guarded=guarded)
     metrics.update(stats)
     for name in [k for k, v in metrics.items() if not math.isfinite(v)]:

@@ -404,3 +404,29 @@ def test_stage1_and_stage2_under_torchrun_gloo(tiny, stage1_run):
         assert [f.name for f in files] == ["test-clean.json"]  # written once, by rank 0
         with open(files[0], encoding="utf-8") as f:
             assert json.load(f)["num_utterances"] == 8  # the whole test set, not a shard
+
+
+def test_inference_interface_and_cli_on_the_trained_stage1_model(
+    tiny, stage1_run, tmp_path, capsys
+):
+    """The Pretrained interface and `speechmapper` on the preset's trained stage-1 model: from
+    raw audio it reproduces what the recipe decoded from the feature cache."""
+    from speechbrain.dataio.dataio import load_data_csv
+
+    from speechmapper_plugin.cli import main as cli_main
+    from speechmapper_plugin.inference import SpeechMapperLLM
+
+    with open(stage1_run[0] / "results" / "test-clean.json", encoding="utf-8") as f:
+        decoded = {o["id"]: o["hypothesis"] for o in json.load(f)["outputs"]}
+    rows = load_data_csv(
+        os.path.join(tiny["common"]["cache_folder"], "manifests", "test-clean.csv")
+    )
+    model = SpeechMapperLLM.from_training_folder(
+        str(stage1_run[0]), savedir=str(tmp_path / "published")
+    )
+    for utt_id in list(decoded)[:4]:
+        assert model.nearest_decode_file(rows[utt_id]["wav"]) == decoded[utt_id]
+    wavs = [rows[utt_id]["wav"] for utt_id in list(decoded)[:2]]
+    assert cli_main(["transcribe", *wavs, "--model", str(tmp_path / "published")]) in (0, None)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == wavs
