@@ -398,7 +398,7 @@ class EvalBrain(sb.Brain):
             ids = self.modules.llm.generate_ids(pred, lens, prompts, **generate)
         else:
             if hp.system == "transcript":
-                texts = list(batch.wrd)
+                texts = list(batch.transcript)
             else:
                 texts = self.modules.transcriber(list(batch.wav))
                 if hp.system == "asr":
@@ -420,7 +420,7 @@ class EvalBrain(sb.Brain):
                     "id": batch.id[i],
                     "hypothesis": hyp,
                     "reference": batch.tgt[i],
-                    "source": batch.wrd[i],
+                    "source": batch.transcript[i],
                     "tgt_lang": batch.tgt_lang[i],
                     "question": batch.question[i],
                     "context": batch.context[i],

@@ -20,6 +20,7 @@ import torch
 from speechbrain.dataio.dataio import load_data_csv
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.sampler import DynamicBatchSampler, ReproducibleRandomSampler
+from torch.utils.data import Sampler
 
 from .features import FeatureCache
 from .files import atomic_write_text
@@ -27,7 +28,11 @@ from .files import atomic_write_text
 __all__ = [
     "write_csv",
     "manifest_path",
+    "extraction_items",
     "load_asr_dataset",
+    "load_stage2_dataset",
+    "TaskMixtureBatchSampler",
+    "mixture_groups",
     "load_eval_dataset",
     "EVAL_FIELDS",
     "ANSWER_SEPARATOR",
@@ -74,6 +79,33 @@ def manifest_path(folder, split):
     return os.path.join(folder, f"{split}.csv")
 
 
+def extraction_items(csv_path):
+    """What feature extraction reads from a manifest: ``(audio_id, wav)`` per audio, or
+    ``(audio_id, wav, start, stop)`` for segments; rows sharing an ``audio_id`` (SQA questions
+    on one passage) give one item.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "m.csv")
+    >>> write_csv(p, [{"ID": "q1", "wav": "a.wav", "audio_id": "p1"},
+    ...               {"ID": "q2", "wav": "a.wav", "audio_id": "p1"}], ["ID", "wav", "audio_id"])
+    >>> extraction_items(p)
+    [('p1', 'a.wav')]
+    """
+    items, seen = [], set()
+    for utt_id, row in load_data_csv(csv_path).items():
+        key = row.get("audio_id") or utt_id
+        if key in seen:
+            continue
+        seen.add(key)
+        if row.get("start", "") != "" and row.get("stop", "") != "":
+            items.append((key, row["wav"], float(row["start"]), float(row["stop"])))
+        else:
+            items.append((key, row["wav"]))
+    return items
+
+
 def _load_manifests(csv_paths):
     """One DynamicItemDataset over one or several manifests (unique IDs checked)."""
     if isinstance(csv_paths, str):
@@ -95,12 +127,24 @@ def _load_manifests(csv_paths):
                 f"{csv_paths[0]}..., e.g. {sorted(duplicates)[:3]}: IDs must be unique."
             )
         data.update(rows)
+    for utt_id, row in data.items():  # rows sharing one audio name it; others use their ID
+        row["audio_id"] = row.get("audio_id") or utt_id
     return DynamicItemDataset(data), ", ".join(csv_paths)
+
+
+def _columns(row):
+    """The manifest columns of a loaded row (without the derived ``audio_id``)."""
+    return sorted(k for k in row if k != "audio_id")
+
+
+def _audio_key(dataset, utt_id):
+    """Feature-cache key of a row (``audio_id``, set by ``_load_manifests``)."""
+    return dataset.data[utt_id]["audio_id"]
 
 
 def _keep_cached(dataset, feature_cache, csv_path):
     """Drop (count and log) the utterances that have no cached features."""
-    missing = [i for i in dataset.data_ids if i not in feature_cache]
+    missing = [i for i in dataset.data_ids if _audio_key(dataset, i) not in feature_cache]
     if not missing:
         return dataset
     logger.warning(
@@ -116,7 +160,19 @@ def _keep_cached(dataset, feature_cache, csv_path):
             f"None of the utterances of {csv_path} is in the feature cache "
             f"{feature_cache.folder}: run extract_features.py with the same manifests."
         )
-    return dataset.filtered_sorted(key_test={"id": lambda i: i in feature_cache})
+    keep = {i for i in dataset.data_ids if _audio_key(dataset, i) in feature_cache}
+    return dataset.filtered_sorted(key_test={"id": lambda i: i in keep})
+
+
+def _add_feats(dataset, feature_cache):
+    """Dynamic item ``feats``: the cached features of the row's audio (``audio_id``)."""
+
+    @sb.utils.data_pipeline.takes("audio_id")
+    @sb.utils.data_pipeline.provides("feats")
+    def feats_pipeline(audio_id):
+        return feature_cache[audio_id]
+
+    dataset.add_dynamic_item(feats_pipeline)
 
 
 def load_asr_dataset(csv_paths, feature_cache, tokenizer, text_key="wrd"):
@@ -146,13 +202,9 @@ def load_asr_dataset(csv_paths, feature_cache, tokenizer, text_key="wrd"):
     dataset, csv_path = _load_manifests(csv_paths)
     first = dataset.data[dataset.data_ids[0]]
     if text_key not in first:
-        raise KeyError(f"Manifest {csv_path} has no column {text_key!r} (has {sorted(first)}).")
+        raise KeyError(f"Manifest {csv_path} has no column {text_key!r} (has {_columns(first)}).")
     dataset = _keep_cached(dataset, feature_cache, csv_path)
-
-    @sb.utils.data_pipeline.takes("id")
-    @sb.utils.data_pipeline.provides("feats")
-    def feats_pipeline(utt_id):
-        return feature_cache[utt_id]
+    _add_feats(dataset, feature_cache)
 
     @sb.utils.data_pipeline.takes(text_key)
     @sb.utils.data_pipeline.provides("wrd", "tokens", "num_tokens")
@@ -162,16 +214,209 @@ def load_asr_dataset(csv_paths, feature_cache, tokenizer, text_key="wrd"):
         yield torch.LongTensor(ids)
         yield len(ids)
 
-    dataset.add_dynamic_item(feats_pipeline)
     dataset.add_dynamic_item(text_pipeline)
     dataset.set_output_keys(["id", "feats", "wrd", "tokens", "num_tokens"])
     return dataset
 
 
-#: Manifest columns an evaluation reads (besides ``ID`` and ``wav``): ``wrd`` the source
-#: transcript, ``tgt`` the task's reference (translation, answer; the transcript for ASR;
+def load_stage2_dataset(sources, tokenizer, prompt_kwargs=None):
+    """One training/validation set for stage 2 over one or several task sources.
+
+    Each row gets the instruction-tuning prompt of its task (``prompts.task_prompt``: speech
+    prefix + instruction + IT suffix, Table 12) and its target text: the transcript (ASR), the
+    translation (ST) or the first reference answer (SQA). ASR rows and rows with a transcript
+    also get the transcript's LLM tokens, the target of the MSE term of eq. 3.
+
+    Output keys: ``id``, ``feats``, ``task``, ``prompt``, ``target``, ``wrd``, ``tokens``,
+    ``num_tokens``, ``source`` (index of the source, for ``TaskMixtureBatchSampler``).
+
+    Arguments
+    ---------
+    sources : list of dict
+        ``{"csv": manifest path(s), "cache": FeatureCache, "task": "asr"|"st"|"sqa"}`` each.
+        Rows of ST manifests need ``tgt`` and ``tgt_lang``, SQA rows ``question`` and ``tgt``.
+    tokenizer : transformers.PreTrainedTokenizerBase
+        The frozen LLM's tokenizer.
+    prompt_kwargs : dict, optional
+        Further ``prompts.task_prompt`` arguments (``st_instructions``, ``sqa_template``...).
+
+    Returns
+    -------
+    DynamicItemDataset
+    """
+    from .prompts import task_prompt
+
+    kwargs = {"zero_shot": False, **(prompt_kwargs or {})}
+    required = {"asr": ["wrd"], "st": ["tgt", "tgt_lang"], "sqa": ["tgt", "question"]}
+    data, caches, dims = {}, [], set()
+    for index, source in enumerate(sources):
+        task, cache = source["task"], source["cache"]
+        if task not in required:
+            raise ValueError(f"Unknown task {task!r} for {source['csv']}; use asr, st or sqa.")
+        dataset, csv_path = _load_manifests(source["csv"])
+        first = dataset.data[dataset.data_ids[0]]
+        missing = [c for c in required[task] if c not in first]
+        if missing:
+            raise KeyError(
+                f"Manifest {csv_path} lacks the column(s) {missing} that task {task!r} needs "
+                f"(it has {_columns(first)}); re-run the dataset's prepare script."
+            )
+        dataset = _keep_cached(dataset, cache, csv_path)
+        dims.add(cache.dim)
+        caches.append(cache)
+        for utt_id in dataset.data_ids:
+            if utt_id in data:
+                raise ValueError(
+                    f"Utterance ID {utt_id!r} of {csv_path} also occurs in another stage-2 "
+                    "source: IDs must be unique across the training manifests."
+                )
+            row = dict(dataset.data[utt_id])
+            if task == "asr":
+                target = row["wrd"]
+            elif task == "st":
+                target = row["tgt"]
+            else:
+                target = row["tgt"].split(ANSWER_SEPARATOR)[0].strip()
+            row.update(
+                task=task,
+                source=index,
+                wrd=row.get("wrd", ""),
+                target=target,
+                prompt=task_prompt(
+                    task,
+                    target_lang=row.get("tgt_lang") or None,
+                    question=row.get("question"),
+                    **kwargs,
+                ),
+            )
+            data[utt_id] = row
+    if len(dims) > 1:
+        raise ValueError(
+            f"The stage-2 feature caches hold features of different sizes {sorted(dims)}: "
+            "extract every dataset with the same SFM configuration."
+        )
+    dataset = DynamicItemDataset(data)
+
+    @sb.utils.data_pipeline.takes("audio_id", "source")
+    @sb.utils.data_pipeline.provides("feats")
+    def feats_pipeline(audio_id, source):
+        return caches[source][audio_id]
+
+    @sb.utils.data_pipeline.takes("wrd")
+    @sb.utils.data_pipeline.provides("tokens", "num_tokens")
+    def tokens_pipeline(text):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        yield torch.LongTensor(ids)
+        yield len(ids)
+
+    dataset.add_dynamic_item(feats_pipeline)
+    dataset.add_dynamic_item(tokens_pipeline)
+    dataset.set_output_keys(
+        ["id", "feats", "task", "prompt", "target", "wrd", "tokens", "num_tokens", "source"]
+    )
+    return dataset
+
+
+class TaskMixtureBatchSampler(Sampler):
+    """Batches drawn from one group at a time, the group chosen with given probabilities.
+
+    The stage-2 SQA recipe samples an ASR batch with probability 0.5 (paper Sec. 4.2); the
+    multitask recipes use task/language ratios. Within a group, items are drawn without
+    replacement from a fresh permutation each time the group is used up. The sequence of
+    batches depends only on ``seed`` and the epoch (``set_epoch``), so SpeechBrain's
+    intra-epoch checkpoints resume at the same batch.
+
+    Arguments
+    ---------
+    groups : dict
+        Group name -> list of dataset indices.
+    weights : dict
+        Group name -> sampling weight (normalized; groups with weight 0 are never drawn).
+    batch_size : int
+        Items per batch.
+    num_batches : int
+        Batches per epoch.
+    seed : int
+        Random seed.
+
+    Example
+    -------
+    >>> sampler = TaskMixtureBatchSampler(
+    ...     {"asr": [0, 1, 2], "sqa": [3, 4]}, {"asr": 0.5, "sqa": 0.5}, 2, num_batches=4
+    ... )
+    >>> batches = list(sampler)
+    >>> len(batches), all(set(b) <= {0, 1, 2} or set(b) <= {3, 4} for b in batches)
+    (4, True)
+    """
+
+    def __init__(self, groups, weights, batch_size, num_batches, seed=0):
+        unknown = sorted(set(weights) - set(groups))
+        if unknown:
+            raise ValueError(
+                f"Sampling weights name group(s) {unknown} that have no data (groups with "
+                f"data: {sorted(groups)})."
+            )
+        self.names = [g for g in groups if weights.get(g, 0) > 0]
+        empty = [g for g in self.names if not groups[g]]
+        if empty or not self.names:
+            raise ValueError(
+                f"No data for the group(s) {empty or sorted(weights)} that the sampling "
+                f"weights {dict(weights)} ask for."
+            )
+        if any(w < 0 for w in weights.values()):
+            raise ValueError(f"Sampling weights must be >= 0, got {dict(weights)}.")
+        total = sum(weights[g] for g in self.names)
+        self.probs = torch.tensor([weights[g] / total for g in self.names], dtype=torch.float64)
+        self.groups = {g: list(groups[g]) for g in self.names}
+        self.batch_size = int(batch_size)
+        self.num_batches = int(num_batches)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        """Called by SpeechBrain at the start of each epoch."""
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed + 1000003 * self.epoch)
+        queues = {g: [] for g in self.names}
+        for _ in range(self.num_batches):
+            name = self.names[int(torch.multinomial(self.probs, 1, generator=gen))]
+            batch = []
+            while len(batch) < self.batch_size:
+                if not queues[name]:
+                    order = torch.randperm(len(self.groups[name]), generator=gen).tolist()
+                    queues[name] = [self.groups[name][i] for i in order]
+                take = min(self.batch_size - len(batch), len(queues[name]))
+                batch += queues[name][:take]
+                del queues[name][:take]
+            yield batch
+
+    def __len__(self):
+        return self.num_batches
+
+
+def mixture_groups(dataset, key):
+    """Group name -> indices of ``dataset`` (a stage-2 set) by ``key`` (``task`` or
+    ``task_lang``: ``st-de``, ``sqa-en``...), for ``TaskMixtureBatchSampler``."""
+    groups = {}
+    for index, utt_id in enumerate(dataset.data_ids):
+        row = dataset.data[utt_id]
+        if key == "task":
+            name = row["task"]
+        elif key == "task_lang":
+            name = f"{row['task']}-{row.get('tgt_lang') or 'en'}"
+        else:
+            raise ValueError(f"mixture key must be 'task' or 'task_lang', got {key!r}.")
+        groups.setdefault(name, []).append(index)
+    return groups
+
+
+#: Manifest columns an evaluation reads (besides ``ID`` and ``wav``): ``wrd`` the normalized
+#: source transcript, ``transcript`` the raw one (COMET source, topline input; defaults to
+#: ``wrd``), ``tgt`` the task's reference (translation, answer; the transcript for ASR;
 #: several SQA answers separated by ``ANSWER_SEPARATOR``), ``tgt_lang``, ``question``, ``context``.
-EVAL_FIELDS = ("wrd", "tgt", "tgt_lang", "question", "context")
+EVAL_FIELDS = ("wrd", "transcript", "tgt", "tgt_lang", "question", "context")
 ANSWER_SEPARATOR = " ||| "
 
 
@@ -206,7 +451,7 @@ def load_eval_dataset(csv_paths, task, feature_cache=None, target_lang=None):
     if missing:
         raise KeyError(
             f"Manifest {csv_path} lacks the column(s) {missing} that task {task!r} needs "
-            f"(it has {sorted(first)}); re-run the dataset's prepare script."
+            f"(it has {_columns(first)}); re-run the dataset's prepare script."
         )
     if task == "st" and "tgt_lang" not in first and not target_lang:
         raise KeyError(
@@ -216,6 +461,7 @@ def load_eval_dataset(csv_paths, task, feature_cache=None, target_lang=None):
     for utt_id in dataset.data_ids:
         row = dataset.data[utt_id]
         row.setdefault("wrd", "")
+        row["transcript"] = row.get("transcript") or row["wrd"]
         row.setdefault("tgt", row["wrd"])
         row.setdefault("tgt_lang", target_lang or "en")
         row.setdefault("question", "")
@@ -225,13 +471,7 @@ def load_eval_dataset(csv_paths, task, feature_cache=None, target_lang=None):
     keys = ["id", "wav", *EVAL_FIELDS]
     if feature_cache is not None:
         dataset = _keep_cached(dataset, feature_cache, csv_path)
-
-        @sb.utils.data_pipeline.takes("id")
-        @sb.utils.data_pipeline.provides("feats")
-        def feats_pipeline(utt_id):
-            return feature_cache[utt_id]
-
-        dataset.add_dynamic_item(feats_pipeline)
+        _add_feats(dataset, feature_cache)
         keys.append("feats")
     dataset.set_output_keys(keys)
     return dataset

@@ -1,0 +1,203 @@
+"""VoxPopuli English (transcribed data) preparation: SpeechBrain CSV manifests from the layout
+written by the official VoxPopuli scripts (https://github.com/facebookresearch/voxpopuli).
+
+Expected layout, as written by ``python -m voxpopuli.download_audios --root <data_folder>
+--subset asr`` followed by ``python -m voxpopuli.get_asr_data --root <data_folder> --lang en``::
+
+    <data_folder>/transcribed_data/en/asr_train.tsv
+    <data_folder>/transcribed_data/en/asr_dev.tsv
+    <data_folder>/transcribed_data/en/asr_test.tsv
+    <data_folder>/transcribed_data/en/<year>/<id>.ogg      (<year> = the first 4 characters of <id>)
+
+``data_folder`` may be the VoxPopuli root (holding ``transcribed_data/``), the
+``transcribed_data`` folder, or ``transcribed_data/en`` itself.
+
+Verified against ``voxpopuli/get_asr_data.py`` and the README of facebookresearch/voxpopuli:
+each ``asr_<split>.tsv`` is tab-separated with the header ``id raw_text normalized_text
+speaker_id split gender is_gold_transcript accent`` (older revisions of the script stop at
+``gender``; only ``id``, ``raw_text``, ``normalized_text`` and ``speaker_id`` are read here). The
+lines are written with a plain ``"\\t".join`` (no quoting), so they are read with
+``csv.QUOTE_NONE``: quotes in transcripts are kept literally. ``id`` is
+``<session_id>-<segment>`` and the segment audio is ``<year>/<id>.ogg`` with
+``year = session_id[:4]`` (Ogg Vorbis, 16 kHz mono, read by soundfile).
+
+Splits: ``train``, ``dev``, ``test`` (the SpeechMapper paper reports VoxPopuli WER/CER in its
+Table 8 without naming the split; the recipes evaluate on ``test``).
+
+Columns written (``<save_folder>/<split>.csv``): ``ID`` (the tsv ``id``), ``duration``, ``wav``
+(absolute path of the ``.ogg``), ``spk_id`` (``speaker_id``), ``wrd`` (MMS-normalized transcript,
+``speechmapper_plugin.text.normalize_text``), ``transcript`` (the raw transcript: ``raw_text``,
+or ``normalized_text`` when ``raw_text`` is empty; the number of such fallbacks is logged) and
+``task`` (``asr``). Rows whose audio is missing or unreadable, whose transcript normalizes to
+nothing, duplicate ids, malformed tsv lines and rows longer than ``max_duration`` are skipped,
+counted and listed in ``<save_folder>/<split>.skipped.tsv``.
+
+Usage::
+
+    python recipes/VoxPopuli/voxpopuli_prepare.py /path/to/voxpopuli results/VoxPopuli/manifests test
+
+Authors
+-------
+speechmapper developers, 2026
+"""
+
+import argparse
+import csv
+import json
+import logging
+import os
+
+from speechmapper_plugin.preparation import layout_error, run_preparation
+from speechmapper_plugin.text import normalize_text
+
+logger = logging.getLogger(__name__)
+
+DATASET = "VoxPopuli"
+LANGUAGE = "en"
+SPLITS = ("train", "dev", "test")
+REQUIRED_COLUMNS = ("id", "raw_text", "normalized_text", "speaker_id")
+EXPECTED_LAYOUT = (
+    "<data_folder>/transcribed_data/en/asr_<split>.tsv (columns id, raw_text, normalized_text, "
+    "speaker_id, split, gender, ...) and the segments "
+    "<data_folder>/transcribed_data/en/<year>/<id>.ogg (data_folder may also be "
+    "transcribed_data/ or transcribed_data/en/ itself)"
+)
+HINT = (
+    "Get the data with the official scripts of https://github.com/facebookresearch/voxpopuli: "
+    "`python -m voxpopuli.download_audios --root <data_folder> --subset asr` then "
+    "`python -m voxpopuli.get_asr_data --root <data_folder> --lang en`."
+)
+
+
+def candidate_roots(data_folder):
+    """Folders that may hold ``asr_<split>.tsv``, most specific layout first."""
+    return [
+        os.path.join(data_folder, "transcribed_data", LANGUAGE),
+        os.path.join(data_folder, LANGUAGE),
+        data_folder,
+    ]
+
+
+def find_root(data_folder, split):
+    """The folder holding ``asr_<split>.tsv`` (raises ``layout_error`` when there is none)."""
+    for root in candidate_roots(data_folder):
+        if os.path.isfile(os.path.join(root, f"asr_{split}.tsv")):
+            return root
+    hint = HINT
+    for root in candidate_roots(data_folder):
+        if os.path.isfile(os.path.join(root, f"asr_{LANGUAGE}.tsv.gz")):
+            hint = (
+                f"{root} holds asr_{LANGUAGE}.tsv.gz but no asr_{split}.tsv: "
+                "voxpopuli.get_asr_data did not finish (it writes the per-split manifests "
+                "after segmenting the audio); run it again. " + HINT
+            )
+            break
+    else:
+        if os.path.isdir(os.path.join(data_folder, "raw_audios")):
+            hint = "data_folder holds raw_audios/ only: the sessions are not segmented yet. " + HINT
+    raise layout_error(DATASET, data_folder, f"asr_{split}.tsv in " + EXPECTED_LAYOUT, hint)
+
+
+def read_split(data_folder, split, skip):
+    """Candidate manifest rows of one split (see the module docstring)."""
+    root = find_root(data_folder, split)
+    tsv = os.path.join(root, f"asr_{split}.tsv")
+    fallbacks = 0
+    with open(tsv, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, [])
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise layout_error(
+                DATASET,
+                data_folder,
+                EXPECTED_LAYOUT,
+                f"{tsv} has the header {header}, without the columns {missing}. " + HINT,
+            )
+        index = {name: i for i, name in enumerate(header)}
+        for fields in reader:
+            if not any(field.strip() for field in fields):
+                continue  # blank line
+            utt_id = fields[index["id"]].strip() if len(fields) > index["id"] else ""
+            if len(fields) != len(header):
+                skip(
+                    utt_id or f"line{reader.line_num}",
+                    "malformed_row",
+                    f"{tsv}:{reader.line_num}: {len(fields)} fields, {len(header)} expected",
+                )
+                continue
+            raw = fields[index["raw_text"]].strip()
+            if not raw:
+                raw = fields[index["normalized_text"]].strip()
+                fallbacks += bool(raw)
+            yield {
+                "ID": utt_id,
+                "wav": os.path.join(root, utt_id[:4], f"{utt_id}.ogg"),
+                "spk_id": fields[index["speaker_id"]].strip(),
+                "wrd": normalize_text(raw),
+                "transcript": raw,
+                "task": "asr",
+            }
+    if fallbacks:
+        logger.info(
+            "%s %s: %d rows have an empty raw_text; their normalized_text is used instead.",
+            DATASET,
+            split,
+            fallbacks,
+        )
+
+
+def prepare_voxpopuli(data_folder, save_folder, splits, max_duration=None, skip_prep=False):
+    """Write ``<save_folder>/<split>.csv`` for each VoxPopuli English split (nothing to do when
+    the manifests are up to date).
+
+    Arguments
+    ---------
+    data_folder : str
+        VoxPopuli root (holding ``transcribed_data/en``), or ``transcribed_data`` /
+        ``transcribed_data/en`` itself.
+    save_folder : str
+        Where the manifests, ``<split>.skipped.tsv`` and ``prepare_summary.json`` go.
+    splits : list of str
+        Among ``train``, ``dev``, ``test``.
+    max_duration : float, optional
+        Longer segments (seconds) are skipped and counted.
+    skip_prep : bool
+        Do nothing (manifests prepared elsewhere).
+
+    Returns
+    -------
+    dict
+        Per split: ``utterances``, ``hours``, ``skipped`` (reason -> count).
+    """
+    if skip_prep:
+        return {}
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ValueError(f"{DATASET}: unknown split(s) {unknown}; valid splits: {list(SPLITS)}.")
+    data_folder = os.path.abspath(data_folder)
+    return run_preparation(
+        DATASET,
+        data_folder,
+        save_folder,
+        splits,
+        lambda split, skip: read_split(data_folder, split, skip),
+        required=["wrd"],
+        max_duration=max_duration,
+        skip_prep=skip_prep,
+        options={"language": LANGUAGE},
+    )
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data_folder")
+    parser.add_argument("save_folder")
+    parser.add_argument("splits", nargs="+", choices=SPLITS)
+    parser.add_argument("--max_duration", type=float, default=None)
+    args = parser.parse_args()
+    summary = prepare_voxpopuli(
+        args.data_folder, args.save_folder, args.splits, max_duration=args.max_duration
+    )
+    print(json.dumps(summary, indent=2))

@@ -1,0 +1,294 @@
+"""Tests for recipes/EuroParlST/europarlst_prepare.py on a tiny EuroParl-ST v1.1 tree (m4a
+speeches encoded with PyAV, parallel segments.lst / segments.en / segments.<tgt> files)."""
+
+import csv
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+
+RECIPE = pathlib.Path(__file__).resolve().parents[2] / "recipes" / "EuroParlST"
+sys.path.insert(0, str(RECIPE))
+
+import europarlst_prepare as ep  # noqa: E402
+
+SR = 16000
+A = "en.20080924.31.3-243"  # 3 s
+B = "en.20090505.12.3-101"  # 2 s
+C = "en.20100310.4.3-055"  # no audio file
+D = "en.20110117.19.3-200"  # not audio
+SPEECHES = {A: 3.0, B: 2.0, D: "garbage"}
+SPEAKERS = {A: "http://www.europarl.europa.eu/meps/en/EUmember_96706", B: "EUmember_28310"}
+TEST_DE = [  # segments.lst line, segments.en line, segments.de line
+    (
+        f"{A} 0.0 1.25",
+        "Madam President, I welcome this report.",
+        "Frau Präsidentin! Ich begrüße das.",
+    ),
+    (
+        f"{A} 1.25 2.5",
+        "The Commission\u2019s proposal \u2013 \u201cEurope 2020\u201d \u2013 is fine.",
+        "Der Vorschlag der Kommission \u2013 \u201eEuropa 2020\u201c \u2013 ist gut.",
+    ),
+    (f"{A} 0.0 1.25", "A duplicate segment.", "Ein doppeltes Segment."),
+    (
+        f"{B} 0.5 1.5",
+        "\u00c7a va, Zo\u00eb? Gr\u00f6\u00dfe matters.",
+        "Gr\u00f6\u00dfe z\u00e4hlt.",
+    ),
+    (f"{C} 0.0 1.0", "Missing audio.", "Fehlendes Audio."),
+    (f"{D} 0.0 1.0", "Unreadable audio.", "Unlesbares Audio."),
+    (f"{A} 2.5 4.0", "Beyond the end.", "Nach dem Ende."),
+    (f"{B} 1.5 1.5", "Empty segment.", "Leeres Segment."),
+    ("this line is garbage", "Malformed.", "Fehlerhaft."),
+    (f"{B} 1.5 1.9", "", "Kein Englisch."),
+    (f"{B} 1.0 1.9", "No German.", ""),
+]
+EXPECTED_DE = [  # ID, duration, start, stop, spk_id, wrd, transcript, tgt, tgt_lang, task
+    (
+        f"{A}_0000000_0001250",
+        "1.25",
+        "0.0",
+        "1.25",
+        "EUmember_96706",
+        "madam president i welcome this report",
+        TEST_DE[0][1],
+        TEST_DE[0][2],
+        "de",
+        "st",
+    ),
+    (
+        f"{A}_0001250_0002500",
+        "1.25",
+        "1.25",
+        "2.5",
+        "EUmember_96706",
+        "the commission's proposal europe is fine",
+        TEST_DE[1][1],
+        TEST_DE[1][2],
+        "de",
+        "st",
+    ),
+    (
+        f"{B}_0000500_0001500",
+        "1.0",
+        "0.5",
+        "1.5",
+        "EUmember_28310",
+        "\u00e7a va zo\u00eb gr\u00f6\u00dfe matters",
+        TEST_DE[3][1],
+        TEST_DE[3][2],
+        "de",
+        "st",
+    ),
+]
+EXPECTED_SKIPS = {
+    f"{A}_0000000_0001250": "duplicate_id",
+    f"{C}_0000000_0001000": "missing_audio",
+    f"{D}_0000000_0001000": "unreadable_audio",
+    f"{A}_0002500_0004000": "segment_beyond_audio",
+    f"{B}_0001500_0001500": "bad_segment",
+    "this": "malformed_segment",
+    f"{B}_0001500_0001900": "empty_wrd",
+    f"{B}_0001000_0001900": "empty_tgt",
+}
+TEST_FR = [(f"{B} 0.0 0.75", "Thank you.", "Merci. \u00c0 bient\u00f4t\u2028!")]
+
+
+def _m4a(path, seconds):
+    samples = np.random.default_rng(0).uniform(-0.3, 0.3, int(seconds * SR)).astype("float32")
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=SR)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
+        frame.sample_rate = SR
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def _write_set(en, target, set_name, rows, speakers=True):
+    folder = en / target / set_name
+    folder.mkdir(parents=True)
+    for i, name in enumerate(("segments.lst", "segments.en", f"segments.{target}")):
+        text = "".join(row[i] + "\n" for row in rows)
+        (folder / name).write_text(text, encoding="utf-8")
+    if speakers:
+        (folder / "speeches.lst").write_text("".join(s + "\n" for s in SPEAKERS))
+        (folder / "speakers.lst").write_text("".join(s + "\n" for s in SPEAKERS.values()))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    data = tmp_path_factory.mktemp("europarl")
+    en = data / "v1.1" / "en"
+    (en / "audios").mkdir(parents=True)
+    for speech, seconds in SPEECHES.items():
+        path = en / "audios" / f"{speech}.m4a"
+        if seconds == "garbage":
+            path.write_bytes(b"not an m4a file" * 20)
+        else:
+            _m4a(path, seconds)
+    _write_set(en, "de", "test", TEST_DE)
+    _write_set(en, "fr", "test", TEST_FR, speakers=False)
+    return data
+
+
+def _read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        return next(reader), list(reader)
+
+
+def _prepare(data_folder, save, splits=("test_en-de", "test_en-fr"), **kwargs):
+    return ep.prepare_europarlst(str(data_folder), str(save), list(splits), **kwargs)
+
+
+def test_manifest_rows(corpus, tmp_path):
+    save = tmp_path / "m"
+    summary = _prepare(corpus, save)
+    header, rows = _read_csv(save / "test_en-de.csv")
+    assert header == [
+        "ID",
+        "duration",
+        "wav",
+        "start",
+        "stop",
+        "spk_id",
+        "wrd",
+        "transcript",
+        "tgt",
+        "tgt_lang",
+        "task",
+    ]
+    assert [tuple(r[:2] + r[3:]) for r in rows] == EXPECTED_DE
+    audios = corpus / "v1.1" / "en" / "audios"
+    assert [r[2] for r in rows] == [str(audios / f"{A}.m4a")] * 2 + [str(audios / f"{B}.m4a")]
+    # fr: no speakers.lst (no spk_id column); a U+2028 inside a translation is not a line break
+    header, rows = _read_csv(save / "test_en-fr.csv")
+    assert "spk_id" not in header
+    assert [dict(zip(header, r)) for r in rows] == [
+        {
+            "ID": f"{B}_0000000_0000750",
+            "duration": "0.75",
+            "wav": str(audios / f"{B}.m4a"),
+            "start": "0.0",
+            "stop": "0.75",
+            "wrd": "thank you",
+            "transcript": "Thank you.",
+            "tgt": TEST_FR[0][2],
+            "tgt_lang": "fr",
+            "task": "st",
+        }
+    ]
+    assert summary["test_en-fr"] == {"utterances": 1, "hours": 0.0, "skipped": {}}
+
+
+def test_skips_are_counted_and_listed(corpus, tmp_path):
+    save = tmp_path / "m"
+    summary = _prepare(corpus, save, max_duration=1.2)
+    assert summary["test_en-de"]["utterances"] == 1  # only the 1.0 s segment is short enough
+    assert summary["test_en-de"]["skipped"] == {
+        "duplicate_id": 1,
+        "missing_audio": 1,
+        "unreadable_audio": 1,
+        "segment_beyond_audio": 1,
+        "bad_segment": 1,
+        "malformed_segment": 1,
+        "empty_wrd": 1,
+        "empty_tgt": 1,
+        "too_long": 2,
+    }
+    assert json.loads((save / "prepare_summary.json").read_text()) == summary
+    lines = (save / "test_en-de.skipped.tsv").read_text(encoding="utf-8").splitlines()
+    listed = [line.split("\t") for line in lines]
+    assert {u: r for u, r, _ in listed if r != "too_long"} == EXPECTED_SKIPS
+    assert sorted(u for u, r, _ in listed if r == "too_long") == [
+        f"{A}_0000000_0001250",
+        f"{A}_0001250_0002500",
+    ]
+    details = {u: d for u, _, d in listed}
+    assert details[f"{C}_0000000_0001000"].endswith(f"audios/{C}.m4a")
+    assert details["this"].endswith("test/segments.lst:9: 'this line is garbage'")
+    assert "ends at 4.0s" in details[f"{A}_0002500_0004000"]
+    assert (save / "test_en-fr.skipped.tsv").read_text() == ""
+
+
+def test_second_call_is_a_no_op(corpus, tmp_path, monkeypatch):
+    save = tmp_path / "m"
+    first = _prepare(corpus, save)
+    inodes = {name: (save / name).stat().st_ino for name in os.listdir(save)}
+
+    def fail(*args, **kwargs):
+        raise AssertionError("read_split called although the manifests are up to date")
+
+    with monkeypatch.context() as m:
+        m.setattr(ep, "read_split", fail)
+        assert _prepare(corpus, save) == first
+    assert {name: (save / name).stat().st_ino for name in os.listdir(save)} == inodes
+    # other options: prepared again
+    assert _prepare(corpus, save, max_duration=1.2)["test_en-de"]["utterances"] == 1
+
+
+def test_data_folder_may_be_the_release_folder(corpus, tmp_path):
+    _prepare(corpus, tmp_path / "a")
+    _prepare(corpus / "v1.1", tmp_path / "b")
+    for split in ("test_en-de", "test_en-fr"):
+        assert (tmp_path / "a" / f"{split}.csv").read_text() == (
+            tmp_path / "b" / f"{split}.csv"
+        ).read_text()
+
+
+def test_line_count_mismatch_is_a_corrupt_download(tmp_path):
+    en = tmp_path / "v1.1" / "en"
+    (en / "audios").mkdir(parents=True)
+    folder = _write_set(en, "it", "test", TEST_DE[:3])
+    (folder / "segments.it").write_text("Una riga.\n", encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        _prepare(tmp_path, tmp_path / "m", splits=["test_en-it"])
+    message = str(err.value)
+    assert f"{folder / 'segments.lst'} has 3 lines but {folder / 'segments.it'} has 1" in message
+    assert "corrupt" in message
+    (folder / "segments.it").write_text("a\nb\nc\n", encoding="utf-8")
+    (folder / "speakers.lst").write_text("EUmember_1\n")
+    with pytest.raises(ValueError, match="speeches.lst has 2 lines but .*speakers.lst has 1"):
+        _prepare(tmp_path, tmp_path / "m", splits=["test_en-it"])
+
+
+def test_wrong_layout_names_the_expected_one(corpus, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError) as err:
+        _prepare(empty, tmp_path / "m")
+    message = str(err.value)
+    assert "it holds: nothing" in message
+    assert "<data_folder>/v1.1/en/<tgt>/<set>/segments.lst" in message
+    assert "<data_folder>/v1.1/en/audios/<speech_id>.m4a" in message
+    assert "https://www.mllp.upv.es/europarl-st/" in message
+    # another release
+    (tmp_path / "old" / "v1.0" / "en" / "de" / "test").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"holds \['v1.0'\], not v1.1"):
+        _prepare(tmp_path / "old", tmp_path / "m")
+    # a pair that is not there: the sets that are there are listed
+    with pytest.raises(FileNotFoundError, match=r"lacks .*segments.lst.*\['de/test', 'fr/test'\]"):
+        _prepare(corpus, tmp_path / "m", splits=["dev_en-de"])
+    # no audios/ folder
+    _write_set(tmp_path / "noaudio" / "v1.1" / "en", "de", "test", TEST_DE[:1])
+    with pytest.raises(FileNotFoundError, match=r"audios does not exist"):
+        _prepare(tmp_path / "noaudio", tmp_path / "m", splits=["test_en-de"])
+
+
+def test_unknown_split_and_skip_prep(corpus, tmp_path):
+    for split in ("test_en-zh", "test_de-en", "eval_en-de", "test"):
+        with pytest.raises(ValueError, match=r"valid splits are <set>_en-<tgt>"):
+            _prepare(corpus, tmp_path / "m", splits=[split])
+    assert ep.parse_split("train-noisy_en-pt") == ("train-noisy", "pt")
+    assert _prepare(tmp_path / "none", tmp_path / "m", skip_prep=True) == {}
+    assert not (tmp_path / "m").exists()
