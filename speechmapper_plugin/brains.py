@@ -222,6 +222,10 @@ class Stage1Brain(_SpeechMapperBrain):
 class Stage2Brain(_SpeechMapperBrain):
     """Stage 2: IT adaptation on the frozen LLM (paper Sec. 2.3), CE (sigma=0) or CE+MSE.
 
+    Trains on ASR data (one IT prompt, transcript targets: task-agnostic stage 2) or on
+    task data whose batches carry their own ``prompt`` and ``target`` (task-specific ST / SQA
+    stage 2, ``data.load_stage2_dataset``); the MSE term always targets the transcript.
+
     Expected ``modules``: ``projector`` and ``llm`` (``llm.FrozenLLM``). Expected hparams:
     ``loss`` (``Stage2Loss``), ``train_prompt`` (IT template), ``test_prompt`` (zero-shot ASR
     prompt), ``max_new_tokens``, ``valid_decode_max`` (utterances decoded at validation, 0 to
@@ -235,8 +239,11 @@ class Stage2Brain(_SpeechMapperBrain):
         batch = batch.to(self.device)
         feats, feat_lens = batch.feats
         pred, pred_lens = self.modules.projector(feats, feat_lens)
-        prompts = [self.hparams.train_prompt] * pred.shape[0]
-        ce = self.modules.llm(pred, pred_lens, prompts, list(batch.wrd))["loss"]
+        if hasattr(batch, "prompt"):  # task-specific / multitask data (data.load_stage2_dataset)
+            prompts, targets = list(batch.prompt), list(batch.target)
+        else:  # ASR data: one IT prompt, the transcript as target
+            prompts, targets = [self.hparams.train_prompt] * pred.shape[0], list(batch.wrd)
+        ce = self.modules.llm(pred, pred_lens, prompts, targets)["loss"]
         return pred, pred_lens, ce
 
     def compute_objectives(self, predictions, batch, stage):

@@ -177,7 +177,7 @@ def build_eval_modules(hparams):
     return modules
 
 
-def evaluate_test_sets(hparams, run_opts, test_sets):
+def evaluate_test_sets(hparams, run_opts, test_sets, modules=None):
     """Decode and score each test set with ``brains.EvalBrain``; returns the results.
 
     Arguments
@@ -188,6 +188,9 @@ def evaluate_test_sets(hparams, run_opts, test_sets):
         SpeechBrain run options (device, precision...).
     test_sets : dict
         Split name -> dataset (``data.load_eval_dataset``).
+    modules : dict, optional
+        Modules already in memory (e.g. the projector a stage-2 recipe just trained and its
+        LLM); default: built from the hparams factories (``build_eval_modules``).
 
     Returns
     -------
@@ -196,7 +199,9 @@ def evaluate_test_sets(hparams, run_opts, test_sets):
     """
     from .brains import EvalBrain
 
-    brain = EvalBrain(modules=build_eval_modules(hparams), hparams=hparams, run_opts=run_opts)
+    if modules is None:
+        modules = build_eval_modules(hparams)
+    brain = EvalBrain(modules=modules, hparams=hparams, run_opts=run_opts)
     results = {}
     for name, data in test_sets.items():
         brain.test_name = name

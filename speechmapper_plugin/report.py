@@ -204,7 +204,7 @@ def _column_labels(task, columns):
     labels = {}
     for dataset, split, src, tgt in columns:
         if task == "st":
-            splits = {c[1] for c in columns if c[0] == dataset}
+            splits = {c[1] for c in columns if c[0] == dataset and c[3] == tgt}
             parts = [dataset] + ([split] if len(splits) > 1 else []) + [f"{src}-{tgt}"]
         else:
             parts = [dataset, split] + ([f"({src})"] if src != "en" else [])

@@ -32,15 +32,16 @@ ISO 639-1 code of the target (``zh`` for CoVoST's ``zh-CN``, ``sv`` for ``sv-SE`
 codes are accepted too, e.g. ``test_en-zh-CN``). The SpeechMapper paper (Table 1) evaluates the
 en-de and en-zh test sets: ``test_en-de``, ``test_en-zh``.
 
-Columns written (``<save_folder>/<split>.csv``): ``ID`` (clip file stem, e.g.
-``common_voice_en_19664034``: one clip has the same ID, and the same cached features, in every
-language pair), ``duration``, ``wav`` (absolute path of the mp3), ``spk_id`` (``client_id``),
-``wrd`` (MMS-normalized ``sentence``), ``transcript`` (``sentence`` as released), ``tgt``
-(``translation``, kept exactly, e.g. Chinese), ``tgt_lang`` (ISO 639-1 code) and ``task``
-(``st``). Rows whose clip is missing or unreadable, whose sentence normalizes to nothing or whose
-translation is empty, duplicate clips, malformed lines, clips not in ``validated.tsv`` and clips
-longer than ``max_duration`` are skipped, counted and listed in
-``<save_folder>/<split>.skipped.tsv``.
+Columns written (``<save_folder>/<split>.csv``): ``ID`` (``<clip stem>-<tgt>``, with ``<tgt>``
+the ISO code, e.g. ``common_voice_en_19664034-zh``: unique across language pairs, so the pairs can
+be trained together), ``audio_id`` (the clip file stem, e.g. ``common_voice_en_19664034``: the
+same clip shares its cached features in every language pair), ``duration``, ``wav`` (absolute
+path of the mp3), ``spk_id`` (``client_id``), ``wrd`` (MMS-normalized ``sentence``),
+``transcript`` (``sentence`` as released), ``tgt`` (``translation``, kept exactly, e.g. Chinese),
+``tgt_lang`` (ISO 639-1 code) and ``task`` (``st``). Rows whose clip is missing or unreadable,
+whose sentence normalizes to nothing or whose translation is empty, duplicate clips, malformed
+lines, clips not in ``validated.tsv`` and clips longer than ``max_duration`` are skipped, counted
+and listed in ``<save_folder>/<split>.skipped.tsv``.
 
 Usage::
 
@@ -268,7 +269,8 @@ def read_split(data_folder, covost_folder, split, skip, cache):
             clip += ".mp3"  # early Common Voice releases list clips without extension
         sentence = sentence.strip()
         yield {
-            "ID": clip_id(clip),
+            "ID": f"{clip_id(clip)}-{iso}",
+            "audio_id": clip_id(clip),
             "wav": os.path.join(cv_root, "clips", clip),
             "spk_id": client_id.strip(),
             "wrd": normalize_text(sentence),

@@ -27,9 +27,10 @@ Splits: ``<set>_en-<tgt>`` with ``<set>`` in ``train``, ``train-noisy``, ``dev``
 ``<tgt>`` in ``de``, ``es``, ``fr``, ``it``, ``nl``, ``pl``, ``pt``, ``ro`` (the SpeechMapper
 paper, Table 1, evaluates the test sets of en-es, en-fr, en-de and en-it).
 
-Columns written (``<save_folder>/<split>.csv``): ``ID`` (``<speech_id>_<start ms>_<end ms>``,
-zero-padded to 7 digits: the same segment of a speech gets the same ID, and the same cached
-features, in every language pair), ``duration`` (``end - start``), ``wav`` (absolute path of the
+Columns written (``<save_folder>/<split>.csv``): ``ID`` (``<speech_id>_<start ms>_<end ms>-<tgt>``,
+times zero-padded to 7 digits: unique across language pairs, so the pairs can be trained
+together), ``audio_id`` (``<speech_id>_<start ms>_<end ms>``: the same segment shares its cached
+features in every language pair), ``duration`` (``end - start``), ``wav`` (absolute path of the
 speech's ``.m4a``), ``start``/``stop`` (seconds in that file), ``spk_id``, ``wrd``
 (MMS-normalized ``segments.en`` line, ``speechmapper_plugin.text.normalize_text``),
 ``transcript`` (the ``segments.en`` line as released), ``tgt`` (the ``segments.<tgt>`` line),
@@ -244,7 +245,8 @@ def read_split(data_folder, split, skip):
                 skip(utt_id, "segment_beyond_audio", f"ends at {stop}s, {wav} lasts {length:.2f}s")
                 continue
         yield {
-            "ID": utt_id,
+            "ID": f"{utt_id}-{target}",
+            "audio_id": utt_id,
             "wav": wav,
             "start": start,
             "stop": stop,

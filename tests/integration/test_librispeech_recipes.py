@@ -5,83 +5,14 @@ a run only has to prove the path works)."""
 
 import json
 import os
-import runpy
 import sys
 
 import pytest
 import torch
+from recipe_runs import PRESET, RECIPE, ROOT, run_recipe, stage_args
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RECIPE = os.path.join(ROOT, "recipes", "LibriSpeech")
-PRESET = os.path.join(ROOT, "hparams", "tiny.yaml")
-sys.path.insert(0, RECIPE)
-
-from speechmapper_plugin.minicorpus import build_minicorpus  # noqa: E402
-from speechmapper_plugin.preset import preset_overrides  # noqa: E402
-from speechmapper_plugin.tiny_llm import build_tiny_llm  # noqa: E402
-
-
-def run_recipe(script, hparams, args):
-    """Run a recipe script in-process, as `python recipes/LibriSpeech/<script> <hparams> args`."""
-    argv = sys.argv
-    cwd = os.getcwd()
-    sys.argv = [os.path.join(RECIPE, script), os.path.join(ROOT, "hparams", hparams), *args]
-    os.chdir(ROOT)
-    try:
-        runpy.run_path(sys.argv[0], run_name="__main__")
-    finally:
-        sys.argv = argv
-        os.chdir(cwd)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """Mini-corpus, tiny LLM and extracted features, shared by the tests of this module."""
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("tiny")
-    data = root / "minicorpus"
-    corpus = build_minicorpus(str(data), num_train=48, num_valid=8, num_test=8, jobs=1)
-    texts = []
-    for dirpath, _, files in os.walk(data / "LibriSpeech" / "train-clean-100"):
-        for name in files:
-            if name.endswith(".trans.txt"):
-                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
-                    texts += [line.split(" ", 1)[1].strip().lower() for line in f]
-    llm = build_tiny_llm(str(root / "llm"), texts)
-    common = {"data_folder": str(data), "cache_folder": str(root / "cache")}
-    run_recipe(
-        "extract_features.py",
-        "features.yaml",
-        preset_overrides(PRESET, ["features"], **common),
-    )
-    return {"root": root, "llm": str(llm), "common": common, "corpus": corpus}
-
-
-def stage_args(tiny, stage, **extra):
-    return preset_overrides(
-        PRESET,
-        ["projector", "both_stages", stage],
-        llm_source=tiny["llm"],
-        **tiny["common"],
-        **extra,
-    )
-
-
-@pytest.fixture(scope="module")
-def stage1_run(tiny):
-    """A short but real stage-1 run (3 epochs), whose checkpoint stage 2 starts from."""
-    out = tiny["root"] / "stage1"
-    args = stage_args(
-        tiny,
-        "stage1",
-        output_folder=str(out),
-        number_of_epochs=3,
-        warmup_steps=5,
-        total_steps=50,
-        max_batch_length=20.0,
-    )
-    run_recipe("train_stage1.py", "stage1.yaml", args)
-    return out, args
+from speechmapper_plugin.preset import preset_overrides
+from speechmapper_plugin.tiny_llm import build_tiny_llm
 
 
 def read_curve(folder):

@@ -49,11 +49,21 @@ EN_ZH = [
     ),
     ("common_voice_en_8.mp3", "\u5f00\u53d1\u3002", "dev"),
 ]
-EXPECTED_TEST_DE = [  # ID, duration, spk_id, wrd, transcript, tgt, tgt_lang, task
-    ("common_voice_en_1", "1.0", SPK_A, "he said hello there", VALIDATED[0][2], EN_DE[0][1], "de"),
+EXPECTED_TEST_DE = [  # ID, duration, audio_id, spk_id, wrd, transcript, tgt, tgt_lang
     (
-        "common_voice_en_2",
+        "common_voice_en_1-de",
+        "1.0",
+        "common_voice_en_1",
+        SPK_A,
+        "he said hello there",
+        VALIDATED[0][2],
+        EN_DE[0][1],
+        "de",
+    ),
+    (
+        "common_voice_en_2-de",
         "0.5",
+        "common_voice_en_2",
         SPK_B,
         "zo\u00eb went to the caf\u00e9 twice",
         VALIDATED[1][2],
@@ -61,11 +71,13 @@ EXPECTED_TEST_DE = [  # ID, duration, spk_id, wrd, transcript, tgt, tgt_lang, ta
         "de",
     ),
 ]
+# Rows skipped by run_preparation carry the manifest ID (<clip stem>-<tgt>); rows the script
+# drops while reading the tsv files (not_in_validated, malformed_row) the clip stem.
 EXPECTED_SKIPS = {
-    "common_voice_en_3": "missing_audio",
-    "common_voice_en_1": "duplicate_id",
+    "common_voice_en_3-de": "missing_audio",
+    "common_voice_en_1-de": "duplicate_id",
     "common_voice_en_4": "not_in_validated",
-    "common_voice_en_5": "empty_tgt",
+    "common_voice_en_5-de": "empty_tgt",
     "common_voice_en_9": "malformed_row",
 }
 
@@ -127,6 +139,7 @@ def test_manifest_rows(corpus, tmp_path):
         "ID",
         "duration",
         "wav",
+        "audio_id",
         "spk_id",
         "wrd",
         "transcript",
@@ -136,13 +149,24 @@ def test_manifest_rows(corpus, tmp_path):
     ]
     assert [tuple(r[:2] + r[3:]) for r in rows] == [e + ("st",) for e in EXPECTED_TEST_DE]
     clips = corpus[0] / "clips"
-    assert [r[2] for r in rows] == [str(clips / f"{r[0]}.mp3") for r in rows]
-    # Chinese targets are kept exactly (UTF-8); tgt_lang is the ISO code
-    _, rows = _read_csv(save / "test_en-zh.csv")
-    assert [(r[0], r[6], r[7]) for r in rows] == [
-        ("common_voice_en_1", EN_ZH[0][1], "zh"),
-        ("common_voice_en_2", EN_ZH[1][1], "zh"),
+    assert [r[2] for r in rows] == [
+        str(clips / "common_voice_en_1.mp3"),
+        str(clips / "common_voice_en_2.mp3"),
     ]
+    de_rows = rows
+    # Chinese targets are kept exactly (UTF-8); tgt_lang (and the ID suffix) is the ISO code
+    zh_header, rows = _read_csv(save / "test_en-zh.csv")
+    assert zh_header == header
+    assert [(r[0], r[3], r[7], r[8]) for r in rows] == [
+        ("common_voice_en_1-zh", "common_voice_en_1", EN_ZH[0][1], "zh"),
+        ("common_voice_en_2-zh", "common_voice_en_2", EN_ZH[1][1], "zh"),
+    ]
+    # one clip prepared for two targets: two distinct IDs (the pairs can be trained together),
+    # one audio_id (one cached feature file)
+    for de_row, zh_row in zip(de_rows, rows):
+        assert de_row[0] != zh_row[0]
+        assert de_row[3] == zh_row[3]
+        assert de_row[2] == zh_row[2]
     assert EN_ZH[1][1] in (save / "test_en-zh.csv").read_bytes().decode("utf-8")
     assert summary["test_en-zh"] == {"utterances": 2, "hours": 0.0, "skipped": {}}
 
@@ -151,16 +175,19 @@ def test_train_holds_the_extended_covost_rows_and_dev_its_own(corpus, tmp_path):
     save = tmp_path / "m"
     summary = _prepare(corpus, save, splits=["train_en-de", "dev_en-de", "dev_en-zh-CN"])
     _, rows = _read_csv(save / "train_en-de.csv")
-    assert [(r[0], r[1], r[3], r[6]) for r in rows] == [
-        ("common_voice_en_6", "0.25", SPK_A, "Erweiterte Trainingszeile."),
-        ("common_voice_en_7", "0.25", SPK_B, "Trainingszeile."),
+    assert [(r[0], r[1], r[3], r[4], r[7]) for r in rows] == [
+        ("common_voice_en_6-de", "0.25", "common_voice_en_6", SPK_A, "Erweiterte Trainingszeile."),
+        ("common_voice_en_7-de", "0.25", "common_voice_en_7", SPK_B, "Trainingszeile."),
     ]
     _, rows = _read_csv(save / "dev_en-de.csv")
-    assert [(r[0], r[4], r[6]) for r in rows] == [
-        ("common_voice_en_8", "dev row", "Entwicklungszeile.")
+    assert [(r[0], r[3], r[5], r[7]) for r in rows] == [
+        ("common_voice_en_8-de", "common_voice_en_8", "dev row", "Entwicklungszeile.")
     ]
+    # a split named with the CoVoST code (zh-CN): the ID carries the ISO code
     _, rows = _read_csv(save / "dev_en-zh-CN.csv")
-    assert [(r[0], r[6], r[7]) for r in rows] == [("common_voice_en_8", EN_ZH[2][1], "zh")]
+    assert [(r[0], r[3], r[7], r[8]) for r in rows] == [
+        ("common_voice_en_8-zh", "common_voice_en_8", EN_ZH[2][1], "zh")
+    ]
     # the malformed line of the tsv is reported whatever the split
     assert summary["train_en-de"]["skipped"] == {"malformed_row": 1}
 
@@ -183,10 +210,10 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
     listed = [line.split("\t") for line in lines]
     assert {u: r for u, r, _ in listed if r != "too_long"} == EXPECTED_SKIPS
     assert [(u, d) for u, r, d in listed if r == "too_long"] == [
-        ("common_voice_en_1", "1.0s > 0.9s")
+        ("common_voice_en_1-de", "1.0s > 0.9s")
     ]
     details = {u: d for u, r, d in listed if r != "too_long"}
-    assert details["common_voice_en_3"].endswith("clips/common_voice_en_3.mp3")
+    assert details["common_voice_en_3-de"].endswith("clips/common_voice_en_3.mp3")
     assert "covost_v2.en_de.tsv:6: not in " in details["common_voice_en_4"]
     assert details["common_voice_en_4"].endswith("en/validated.tsv")
     assert "covost_v2.en_de.tsv:11: 3 fields, 4 expected" in details["common_voice_en_9"]

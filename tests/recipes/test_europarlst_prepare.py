@@ -49,12 +49,13 @@ TEST_DE = [  # segments.lst line, segments.en line, segments.de line
     (f"{B} 1.5 1.9", "", "Kein Englisch."),
     (f"{B} 1.0 1.9", "No German.", ""),
 ]
-EXPECTED_DE = [  # ID, duration, start, stop, spk_id, wrd, transcript, tgt, tgt_lang, task
+EXPECTED_DE = [  # ID, duration, start, stop, audio_id, spk_id, wrd, transcript, tgt, tgt_lang, task
     (
-        f"{A}_0000000_0001250",
+        f"{A}_0000000_0001250-de",
         "1.25",
         "0.0",
         "1.25",
+        f"{A}_0000000_0001250",
         "EUmember_96706",
         "madam president i welcome this report",
         TEST_DE[0][1],
@@ -63,10 +64,11 @@ EXPECTED_DE = [  # ID, duration, start, stop, spk_id, wrd, transcript, tgt, tgt_
         "st",
     ),
     (
-        f"{A}_0001250_0002500",
+        f"{A}_0001250_0002500-de",
         "1.25",
         "1.25",
         "2.5",
+        f"{A}_0001250_0002500",
         "EUmember_96706",
         "the commission's proposal europe is fine",
         TEST_DE[1][1],
@@ -75,10 +77,11 @@ EXPECTED_DE = [  # ID, duration, start, stop, spk_id, wrd, transcript, tgt, tgt_
         "st",
     ),
     (
-        f"{B}_0000500_0001500",
+        f"{B}_0000500_0001500-de",
         "1.0",
         "0.5",
         "1.5",
+        f"{B}_0000500_0001500",
         "EUmember_28310",
         "\u00e7a va zo\u00eb gr\u00f6\u00dfe matters",
         TEST_DE[3][1],
@@ -87,17 +90,22 @@ EXPECTED_DE = [  # ID, duration, start, stop, spk_id, wrd, transcript, tgt, tgt_
         "st",
     ),
 ]
+# Rows skipped by run_preparation carry the manifest ID (<segment>-<tgt>); rows the script drops
+# while reading the segments (unreadable audio, beyond the audio, malformed) the segment id.
 EXPECTED_SKIPS = {
-    f"{A}_0000000_0001250": "duplicate_id",
-    f"{C}_0000000_0001000": "missing_audio",
+    f"{A}_0000000_0001250-de": "duplicate_id",
+    f"{C}_0000000_0001000-de": "missing_audio",
     f"{D}_0000000_0001000": "unreadable_audio",
     f"{A}_0002500_0004000": "segment_beyond_audio",
-    f"{B}_0001500_0001500": "bad_segment",
+    f"{B}_0001500_0001500-de": "bad_segment",
     "this": "malformed_segment",
-    f"{B}_0001500_0001900": "empty_wrd",
-    f"{B}_0001000_0001900": "empty_tgt",
+    f"{B}_0001500_0001900-de": "empty_wrd",
+    f"{B}_0001000_0001900-de": "empty_tgt",
 }
-TEST_FR = [(f"{B} 0.0 0.75", "Thank you.", "Merci. \u00c0 bient\u00f4t\u2028!")]
+TEST_FR = [
+    (f"{B} 0.0 0.75", "Thank you.", "Merci. \u00c0 bient\u00f4t\u2028!"),
+    (f"{B} 0.5 1.5", TEST_DE[3][1], "La taille compte."),  # also in en-de
+]
 
 
 def _m4a(path, seconds):
@@ -161,6 +169,7 @@ def test_manifest_rows(corpus, tmp_path):
         "wav",
         "start",
         "stop",
+        "audio_id",
         "spk_id",
         "wrd",
         "transcript",
@@ -171,24 +180,48 @@ def test_manifest_rows(corpus, tmp_path):
     assert [tuple(r[:2] + r[3:]) for r in rows] == EXPECTED_DE
     audios = corpus / "v1.1" / "en" / "audios"
     assert [r[2] for r in rows] == [str(audios / f"{A}.m4a")] * 2 + [str(audios / f"{B}.m4a")]
+    de_header, de_rows = header, rows
     # fr: no speakers.lst (no spk_id column); a U+2028 inside a translation is not a line break
     header, rows = _read_csv(save / "test_en-fr.csv")
     assert "spk_id" not in header
     assert [dict(zip(header, r)) for r in rows] == [
         {
-            "ID": f"{B}_0000000_0000750",
+            "ID": f"{B}_0000000_0000750-fr",
             "duration": "0.75",
             "wav": str(audios / f"{B}.m4a"),
             "start": "0.0",
             "stop": "0.75",
+            "audio_id": f"{B}_0000000_0000750",
             "wrd": "thank you",
             "transcript": "Thank you.",
             "tgt": TEST_FR[0][2],
             "tgt_lang": "fr",
             "task": "st",
-        }
+        },
+        {
+            "ID": f"{B}_0000500_0001500-fr",
+            "duration": "1.0",
+            "wav": str(audios / f"{B}.m4a"),
+            "start": "0.5",
+            "stop": "1.5",
+            "audio_id": f"{B}_0000500_0001500",
+            "wrd": EXPECTED_DE[2][6],
+            "transcript": TEST_FR[1][1],
+            "tgt": TEST_FR[1][2],
+            "tgt_lang": "fr",
+            "task": "st",
+        },
     ]
-    assert summary["test_en-fr"] == {"utterances": 1, "hours": 0.0, "skipped": {}}
+    assert summary["test_en-fr"] == {"utterances": 2, "hours": 0.0, "skipped": {}}
+    # one segment prepared for two targets: two distinct IDs (the pairs can be trained
+    # together), one audio_id (one cached feature file)
+    de_row = dict(zip(de_header, de_rows[2]))
+    fr_row = dict(zip(header, rows[1]))
+    assert (de_row["ID"], fr_row["ID"]) == (f"{B}_0000500_0001500-de", f"{B}_0000500_0001500-fr")
+    assert de_row["audio_id"] == fr_row["audio_id"] == f"{B}_0000500_0001500"
+    assert [de_row[k] for k in ("wav", "start", "stop")] == [
+        fr_row[k] for k in ("wav", "start", "stop")
+    ]
 
 
 def test_skips_are_counted_and_listed(corpus, tmp_path):
@@ -211,11 +244,11 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
     listed = [line.split("\t") for line in lines]
     assert {u: r for u, r, _ in listed if r != "too_long"} == EXPECTED_SKIPS
     assert sorted(u for u, r, _ in listed if r == "too_long") == [
-        f"{A}_0000000_0001250",
-        f"{A}_0001250_0002500",
+        f"{A}_0000000_0001250-de",
+        f"{A}_0001250_0002500-de",
     ]
     details = {u: d for u, _, d in listed}
-    assert details[f"{C}_0000000_0001000"].endswith(f"audios/{C}.m4a")
+    assert details[f"{C}_0000000_0001000-de"].endswith(f"audios/{C}.m4a")
     assert details["this"].endswith("test/segments.lst:9: 'this line is garbage'")
     assert "ends at 4.0s" in details[f"{A}_0002500_0004000"]
     assert (save / "test_en-fr.skipped.tsv").read_text() == ""

@@ -1,0 +1,22 @@
+#!/usr/bin/env python3
+"""Extract frozen SFM features of VoxPopuli (en) into SpeechMapper's feature cache (the
+steps are ``speechmapper_plugin.recipe.extract_features_main``: manifests, then the SFM on
+every configured split; resumable).
+
+Usage:
+    python recipes/VoxPopuli/extract_features.py hparams/VoxPopuli/features.yaml \
+        --data_folder=/path/to/data [--device=cuda:0]
+
+Authors
+-------
+speechmapper developers, 2026
+"""
+
+import sys
+
+from voxpopuli_prepare import prepare_voxpopuli
+
+from speechmapper_plugin.recipe import extract_features_main
+
+if __name__ == "__main__":
+    extract_features_main(prepare_voxpopuli, sys.argv[1:])

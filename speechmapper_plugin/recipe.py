@@ -1,0 +1,296 @@
+"""The steps every dataset recipe runs, written once: a dataset's ``extract_features.py``,
+``evaluate.py`` and task-specific ``train_stage2.py`` are three-line scripts that pass their
+preparation function to ``extract_features_main``, ``evaluate_main`` and
+``train_stage2_task_main``. Dataset recipes thus differ in data preparation and hparams only.
+
+A preparation function has the signature
+``prepare(data_folder, save_folder, splits, max_duration=None, skip_prep=False, **options)``;
+``options`` come from the YAML dict ``prepare_options`` (e.g. ``covost_folder``,
+``librispeech_folder``).
+
+Authors
+-------
+speechmapper developers, 2026
+"""
+
+import logging
+import os
+
+import speechbrain as sb
+from speechbrain.utils.distributed import run_on_main
+
+from .data import (
+    TaskMixtureBatchSampler,
+    extraction_items,
+    load_eval_dataset,
+    load_stage2_dataset,
+    manifest_path,
+    mixture_groups,
+)
+from .features import FeatureCache, extract_to_cache
+from .files import write_json
+from .hparams import load_hparams, resolve_device
+
+__all__ = [
+    "start_experiment",
+    "prepare_data",
+    "open_feature_cache",
+    "extract_features_main",
+    "evaluate_main",
+    "holdout_split",
+    "train_stage2_task_main",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def start_experiment(argv):
+    """Parse the command line, load the hparams (``--key=value`` overrides any key) and
+    create the experiment folder. Returns ``(hparams_file, run_opts, overrides, hparams)``."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    hparams = load_hparams(hparams_file, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    return hparams_file, run_opts, overrides, hparams
+
+
+def prepare_data(prepare, hparams, splits):
+    """Run the dataset's preparation on the main process (a no-op when up to date)."""
+    run_on_main(
+        prepare,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["manifest_folder"],
+            "splits": list(splits),
+            "max_duration": hparams["max_duration"],
+            "skip_prep": hparams["skip_prep"],
+            **(hparams.get("prepare_options") or {}),
+        },
+    )
+
+
+def open_feature_cache(folder, feature_dim, what="feature_folder"):
+    """The feature cache at ``folder``, checked to hold ``feature_dim``-dim features."""
+    cache = FeatureCache(folder)
+    if cache.dim != feature_dim:
+        raise ValueError(
+            f"feature_dim={feature_dim} but the feature cache {folder} ({what}) holds "
+            f"{cache.dim}-dim features ({cache.config.get('kind')} "
+            f"{cache.config.get('source')}): set --feature_dim={cache.dim} or point "
+            f"--{what} to the right cache."
+        )
+    return cache
+
+
+def extract_features_main(prepare, argv):
+    """``extract_features.py``: manifests, then SFM features of every configured split into
+    the feature cache (resumable; one entry per ``audio_id``; segments read by start/stop)."""
+    # 1. Hyperparameters and experiment folder
+    _, run_opts, _, hparams = start_experiment(argv)
+
+    # 2. Data preparation (manifests)
+    prepare_data(prepare, hparams, hparams["splits"])
+
+    # 3. Extraction into the cache (the configuration is stored with it and checked)
+    encoder = hparams["encoder"]
+    config = {
+        "kind": hparams["sfm_kind"],
+        "source": hparams["sfm_source"],
+        "layer": hparams["sfm_layer"],
+        "frame_average": hparams["frame_average"],
+        "dim": encoder.output_dim,
+        "frame_rate": encoder.frame_rate / hparams["frame_average"],
+    }
+    summaries = {}
+    for split in hparams["splits"]:
+        items = extraction_items(manifest_path(hparams["manifest_folder"], split))
+        logger.info("Extracting %d audio items of %s", len(items), split)
+        summaries[split] = extract_to_cache(
+            encoder,
+            items,
+            hparams["feature_folder"],
+            config,
+            average=hparams["frame_average"],
+            batch_size=hparams["extract_batch_size"],
+            device=resolve_device(run_opts),
+            max_seconds=hparams["max_duration"],
+            shard_size=hparams["shard_size"],
+        )
+        logger.info("%s: %s", split, summaries[split])
+
+    # 4. Summary
+    write_json(os.path.join(hparams["output_folder"], "extract_summary.json"), summaries)
+    return summaries
+
+
+def _test_sets(hparams, cache):
+    return {
+        split: load_eval_dataset(
+            manifest_path(hparams["manifest_folder"], split),
+            hparams["task"],
+            cache,
+            target_lang=hparams.get("target_lang"),
+        )
+        for split in hparams["test_splits"]
+    }
+
+
+def evaluate_main(prepare, argv):
+    """``evaluate.py``: decode and score the test sets with one system (``EvalBrain``),
+    one result file per test set."""
+    from .evaluation import SYSTEM_MODULES, evaluate_test_sets
+
+    # 1. Hyperparameters and experiment folder
+    _, run_opts, _, hparams = start_experiment(argv)
+
+    # 2. Data preparation (no-op when the manifests are up to date)
+    prepare_data(prepare, hparams, hparams["test_splits"])
+
+    # 3. Test sets (SpeechMapper systems read the cached SFM features, baselines the audio)
+    cache = None
+    if "projector" in SYSTEM_MODULES.get(hparams["system"], ()):
+        cache = open_feature_cache(hparams["feature_folder"], hparams["feature_dim"])
+    test_sets = _test_sets(hparams, cache)
+
+    # 4. Decoding and scoring
+    return evaluate_test_sets(hparams, run_opts, test_sets)
+
+
+def _stage2_sources(hparams, cache, splits, with_asr):
+    sources = [
+        {
+            "csv": [manifest_path(hparams["manifest_folder"], s) for s in splits],
+            "cache": cache,
+            "task": hparams["task"],
+        }
+    ]
+    if with_asr:
+        asr_csvs = [manifest_path(hparams["asr_manifest_folder"], s) for s in hparams["asr_splits"]]
+        missing = [p for p in asr_csvs if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(
+                f"asr_probability={hparams['asr_probability']} needs the ASR manifests "
+                f"{missing}: prepare and extract them with the LibriSpeech recipe "
+                "(recipes/LibriSpeech/extract_features.py) and point --asr_manifest_folder / "
+                "--asr_feature_folder to its output, or set --asr_probability=0."
+            )
+        asr_cache = open_feature_cache(
+            hparams["asr_feature_folder"], hparams["feature_dim"], "asr_feature_folder"
+        )
+        sources.append({"csv": asr_csvs, "cache": asr_cache, "task": "asr"})
+    return sources
+
+
+def holdout_split(dataset, task, size, seed):
+    """``(train, valid)``: ``size`` random rows of ``task`` held out of a stage-2 set.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> data = DynamicItemDataset({str(i): {"task": "sqa"} for i in range(10)})
+    >>> train, valid = holdout_split(data, "sqa", 3, seed=0)
+    >>> len(train), len(valid), set(train.data_ids) & set(valid.data_ids)
+    (7, 3, set())
+    """
+    import random
+
+    candidates = sorted(i for i in dataset.data_ids if dataset.data[i]["task"] == task)
+    if not 0 < size < len(candidates):
+        raise ValueError(
+            f"valid_holdout={size} must be between 1 and the {len(candidates)} training rows "
+            f"of task {task!r} - 1 (or set --valid_split to a dev manifest)."
+        )
+    held = set(random.Random(seed).sample(candidates, size))
+    logger.info("Validation: %d %s training rows held out (no dev split).", size, task)
+    train = dataset.filtered_sorted(key_test={"id": lambda i: i not in held})
+    valid = dataset.filtered_sorted(key_test={"id": lambda i: i in held})
+    return train, valid
+
+
+def train_stage2_task_main(prepare, argv):
+    """Task-specific stage 2 (paper Sec. 3, setting iii): the stage-1 projector adapted for
+    ``max_steps`` optimizer steps on ST or SQA instruction data (CE, sigma=0 by default),
+    optionally mixed with ASR batches drawn with probability ``asr_probability`` (0.5 for SQA,
+    Sec. 4.2); then the test sets decoded with the task prompt and scored (``EvalBrain``)."""
+    from .brains import Stage2Brain
+    from .evaluation import evaluate_test_sets
+    from .projector import load_projector_checkpoint
+
+    # 1. Hyperparameters and experiment folder
+    _, run_opts, _, hparams = start_experiment(argv)
+    task, asr_p = hparams["task"], float(hparams["asr_probability"])
+    if task not in ("st", "sqa"):
+        raise ValueError(f"task={task!r}: the task-specific stage 2 trains 'st' or 'sqa'.")
+    if not 0.0 <= asr_p < 1.0:
+        raise ValueError(f"asr_probability={asr_p} must be in [0, 1).")
+
+    # 2. Data preparation (no-op when the manifests are up to date)
+    valid_split = hparams["valid_split"]
+    splits = hparams["train_splits"] + ([valid_split] if valid_split else []) + hparams["test_splits"]
+    prepare_data(prepare, hparams, splits)
+
+    # 3. Datasets, LLM and the stage-1 projector
+    llm = hparams["llm"]
+    if hparams["projector"].llm_dim != llm.embed_dim:
+        raise ValueError(
+            f"The projector outputs {hparams['projector'].llm_dim}-dim vectors but "
+            f"{hparams['llm_source']} has {llm.embed_dim}-dim embeddings: set "
+            f"--llm_dim={llm.embed_dim} (and use a stage-1 projector trained for this LLM)."
+        )
+    cache = open_feature_cache(hparams["feature_folder"], hparams["feature_dim"])
+    prompt_kwargs = hparams["train_prompt_kwargs"]
+    train_data = load_stage2_dataset(
+        _stage2_sources(hparams, cache, hparams["train_splits"], asr_p > 0),
+        llm.tokenizer,
+        prompt_kwargs,
+    )
+    if valid_split:
+        valid_data = load_stage2_dataset(
+            _stage2_sources(hparams, cache, [valid_split], False), llm.tokenizer, prompt_kwargs
+        )
+    else:  # no official dev set (e.g. Spoken-SQuAD): hold out task rows of the train split
+        train_data, valid_data = holdout_split(train_data, task, hparams["valid_holdout"], hparams["seed"])
+    if hparams["sigma"] > 0:
+        no_transcript = [i for i in train_data.data_ids if not train_data.data[i]["wrd"]]
+        if no_transcript:
+            raise ValueError(
+                f"sigma={hparams['sigma']} (CE+MSE) needs a transcript (wrd) for every "
+                f"training row; {len(no_transcript)} have none, e.g. {no_transcript[:3]}. "
+                "Use --sigma=0 (task-specific CE, as in the paper)."
+            )
+    load_projector_checkpoint(hparams["projector"], hparams["stage1_checkpoint"])
+
+    # 4. Brain
+    brain = Stage2Brain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+
+    # 5. Training: max_steps optimizer steps of task batches (ASR batches with asr_probability)
+    sampler = TaskMixtureBatchSampler(
+        mixture_groups(train_data, "task"),
+        {task: 1.0 - asr_p, "asr": asr_p} if asr_p > 0 else {task: 1.0},
+        hparams["batch_size"],
+        num_batches=hparams["max_steps"] * brain.grad_accumulation_factor,
+        seed=hparams["seed"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs={"batch_sampler": sampler, "num_workers": hparams["num_workers"]},
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+
+    # 6. Test: the best checkpoint (lowest validation loss), task prompt, task metrics
+    brain.checkpointer.recover_if_possible(min_key="loss")
+    test_sets = _test_sets(hparams, cache)
+    modules = {"projector": hparams["projector"], "llm": llm}  # the trained, unwrapped modules
+    return evaluate_test_sets(hparams, run_opts, test_sets, modules=modules)

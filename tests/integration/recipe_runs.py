@@ -1,0 +1,39 @@
+"""What the end-to-end recipe tests share: running a recipe script in-process exactly as a
+user would, and the tiny preset's command-line arguments."""
+
+import os
+import runpy
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PRESET = os.path.join(ROOT, "hparams", "tiny.yaml")
+RECIPE = os.path.join(ROOT, "recipes", "LibriSpeech")
+sys.path.insert(0, RECIPE)
+
+from speechmapper_plugin.preset import preset_overrides  # noqa: E402
+
+
+def run_recipe(script, hparams, args, recipe="LibriSpeech"):
+    """Run a recipe script in-process, as `python recipes/<recipe>/<script> hparams/<hparams>
+    args` from the repository root (the recipe folder is on sys.path, as for a script)."""
+    folder = os.path.join(ROOT, "recipes", recipe)
+    argv, cwd, path = sys.argv, os.getcwd(), list(sys.path)
+    sys.argv = [os.path.join(folder, script), os.path.join(ROOT, "hparams", hparams), *args]
+    sys.path.insert(0, folder)
+    os.chdir(ROOT)
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    finally:
+        sys.argv, sys.path[:] = argv, path
+        os.chdir(cwd)
+
+
+def stage_args(tiny, stage, **extra):
+    """Tiny-preset arguments of stage 1 / stage 2 (sections projector, both_stages, stage)."""
+    return preset_overrides(
+        PRESET,
+        ["projector", "both_stages", stage],
+        llm_source=tiny["llm"],
+        **tiny["common"],
+        **extra,
+    )
