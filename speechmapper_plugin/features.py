@@ -206,9 +206,10 @@ def load_audio(path, sample_rate=16000, stats=None, start=None, stop=None):
         first, last = _segment_frames(path, orig_sr, start, stop)
         wav = wav[first:last].clone()
     if wav.shape[0] == 0:
-        raise AudioError(f"Audio file {path!r} contains no samples" + (
-            f" between {start} s and {stop} s." if start is not None else "."
-        ))
+        raise AudioError(
+            f"Audio file {path!r} contains no samples"
+            + (f" between {start} s and {stop} s." if start is not None else ".")
+        )
     n_channels = wav.shape[1]
     if n_channels > 1:
         wav = wav.mean(dim=1)

@@ -286,7 +286,9 @@ def run_preparation(
             stored = json.load(f)
         if stored_options != settings:
             stored = {}  # other options: every split is prepared again
-    todo = [s for s in splits if s not in stored or not os.path.isfile(manifest_path(save_folder, s))]
+    todo = [
+        s for s in splits if s not in stored or not os.path.isfile(manifest_path(save_folder, s))
+    ]
     if not todo:
         logger.info("%s manifests in %s are up to date; preparation skipped.", dataset, save_folder)
         return {s: stored[s] for s in splits}

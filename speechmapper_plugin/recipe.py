@@ -230,7 +230,9 @@ def train_stage2_task_main(prepare, argv):
 
     # 2. Data preparation (no-op when the manifests are up to date)
     valid_split = hparams["valid_split"]
-    splits = hparams["train_splits"] + ([valid_split] if valid_split else []) + hparams["test_splits"]
+    splits = (
+        hparams["train_splits"] + ([valid_split] if valid_split else []) + hparams["test_splits"]
+    )
     prepare_data(prepare, hparams, splits)
 
     # 3. Datasets, LLM and the stage-1 projector
@@ -253,7 +255,9 @@ def train_stage2_task_main(prepare, argv):
             _stage2_sources(hparams, cache, [valid_split], False), llm.tokenizer, prompt_kwargs
         )
     else:  # no official dev set (e.g. Spoken-SQuAD): hold out task rows of the train split
-        train_data, valid_data = holdout_split(train_data, task, hparams["valid_holdout"], hparams["seed"])
+        train_data, valid_data = holdout_split(
+            train_data, task, hparams["valid_holdout"], hparams["seed"]
+        )
     if hparams["sigma"] > 0:
         no_transcript = [i for i in train_data.data_ids if not train_data.data[i]["wrd"]]
         if no_transcript:

@@ -46,7 +46,7 @@ and listed in ``<save_folder>/<split>.skipped.tsv``.
 Usage::
 
     python recipes/CoVoST2/covost2_prepare.py /path/to/cv-corpus-4-2019-12-10/en \\
-        results/CoVoST2/manifests test_en-de test_en-zh --covost_folder /path/to/covost
+        results/covost2/manifests test_en-de test_en-zh --covost_folder /path/to/covost
 
 Authors
 -------

@@ -37,7 +37,7 @@ are skipped, counted and listed in ``<save_folder>/<split>.skipped.tsv``.
 Usage::
 
     python recipes/CommonVoice/commonvoice_prepare.py /path/to/cv-corpus-17.0-2024-03-15 \\
-        results/CommonVoice/manifests test
+        results/commonvoice/manifests test
 
 Authors
 -------

@@ -45,7 +45,7 @@ whose line count differs from that of ``segments.en`` / ``segments.<tgt>`` is a 
 Usage::
 
     python recipes/EuroParlST/europarlst_prepare.py /path/to/europarl-st \\
-        results/EuroParlST/manifests test_en-es test_en-fr test_en-de test_en-it
+        results/europarlst/manifests test_en-es test_en-fr test_en-de test_en-it
 
 Authors
 -------

@@ -36,7 +36,7 @@ lines and rows longer than ``max_duration`` are skipped, counted and listed in
 
 Usage::
 
-    python recipes/FLEURS/fleurs_prepare.py /path/to/fleurs results/FLEURS/manifests test
+    python recipes/FLEURS/fleurs_prepare.py /path/to/fleurs results/fleurs/manifests test
 
 Authors
 -------

@@ -45,7 +45,7 @@ transcript, question or answer, malformed entries, duplicates and utterances lon
 
 Usage::
 
-    python recipes/LibriSQA/librisqa_prepare.py /path/to/LibriSQA results/LibriSQA/manifests \\
+    python recipes/LibriSQA/librisqa_prepare.py /path/to/LibriSQA results/librisqa/manifests \\
         partI_test partII_test --librispeech_folder /path/to/LibriSpeech-root
 
 Authors

@@ -27,15 +27,11 @@ import logging
 import os
 import sys
 
-import soundfile
-
-from speechmapper_plugin.data import manifest_path, write_csv
-from speechmapper_plugin.files import atomic_write_text, write_json
+from speechmapper_plugin.preparation import run_preparation
 from speechmapper_plugin.text import normalize_text
 
 logger = logging.getLogger(__name__)
 
-FIELDS = ["ID", "duration", "wav", "spk_id", "wrd"]
 KNOWN_SPLITS = (
     "train-clean-100",
     "train-clean-360",
@@ -72,9 +68,9 @@ def find_librispeech_root(data_folder, splits):
     )
 
 
-def prepare_split(root, split, max_duration=None):
-    """Rows of one split and the skipped utterances ``(id, reason, detail)``."""
-    rows, skipped = [], []
+def prepare_split(root, split, skip):
+    """Candidate rows of one split (``skip(id, reason, detail)`` for empty transcripts); the
+    audio checks, ``max_duration`` and the manifest writing are ``run_preparation``'s."""
     trans_files = sorted(glob.glob(os.path.join(root, split, "*", "*", "*.trans.txt")))
     if not trans_files:
         raise FileNotFoundError(
@@ -89,33 +85,16 @@ def prepare_split(root, split, max_duration=None):
                 if not line:
                     continue
                 utt_id, _, text = line.partition(" ")
-                wav = os.path.join(folder, f"{utt_id}.flac")
                 words = normalize_text(text)
                 if not words:
-                    skipped.append((utt_id, "empty_transcript", f"{trans}:{line_no}"))
+                    skip(utt_id, "empty_transcript", f"{trans}:{line_no}")
                     continue
-                if not os.path.isfile(wav):
-                    skipped.append((utt_id, "missing_audio", wav))
-                    continue
-                try:
-                    info = soundfile.info(wav)
-                    duration = info.frames / info.samplerate
-                except (RuntimeError, soundfile.LibsndfileError) as err:
-                    skipped.append((utt_id, "unreadable_audio", f"{wav}: {err}"))
-                    continue
-                if max_duration and duration > max_duration:
-                    skipped.append((utt_id, "too_long", f"{duration:.1f}s > {max_duration}s"))
-                    continue
-                rows.append(
-                    {
-                        "ID": utt_id,
-                        "duration": round(duration, 3),
-                        "wav": wav,
-                        "spk_id": utt_id.split("-")[0],
-                        "wrd": words,
-                    }
-                )
-    return rows, skipped
+                yield {
+                    "ID": utt_id,
+                    "wav": os.path.join(folder, f"{utt_id}.flac"),
+                    "spk_id": utt_id.split("-")[0],
+                    "wrd": words,
+                }
 
 
 def prepare_librispeech(data_folder, save_folder, splits, max_duration=None, skip_prep=False):
@@ -140,54 +119,24 @@ def prepare_librispeech(data_folder, save_folder, splits, max_duration=None, ski
     dict
         Per split: number of utterances kept, hours, and skip counts by reason.
     """
-    if skip_prep:
-        return {}
-    data_folder = os.path.abspath(data_folder)  # manifests hold absolute audio paths
     splits = list(splits)
-    options = {"data_folder": data_folder, "splits": splits, "max_duration": max_duration}
-    opts_file = os.path.join(save_folder, "prepare_options.json")
-    if all(os.path.isfile(manifest_path(save_folder, s)) for s in splits) and os.path.isfile(
-        opts_file
-    ):
-        with open(opts_file, encoding="utf-8") as f:
-            if json.load(f) == options:
-                logger.info("Manifests in %s are up to date; preparation skipped.", save_folder)
-                with open(os.path.join(save_folder, "prepare_summary.json"), encoding="utf-8") as g:
-                    return json.load(g)
-    root = find_librispeech_root(data_folder, splits)
-    summary = {}
-    for split in splits:
-        rows, skipped = prepare_split(root, split, max_duration)
-        if not rows:
-            raise ValueError(
-                f"Split {split} under {root} has no usable utterance "
-                f"({len(skipped)} skipped; see the reasons in the log)."
-            )
-        write_csv(manifest_path(save_folder, split), rows, FIELDS)
-        reasons = {}
-        for utt_id, reason, detail in skipped:
-            reasons[reason] = reasons.get(reason, 0) + 1
-            logger.warning("%s: skipped %s (%s): %s", split, utt_id, reason, detail)
-        atomic_write_text(
-            os.path.join(save_folder, f"{split}.skipped.tsv"),
-            "".join(f"{u}\t{r}\t{d}\n" for u, r, d in skipped),
-        )
-        summary[split] = {
-            "utterances": len(rows),
-            "hours": round(sum(r["duration"] for r in rows) / 3600, 3),
-            "skipped": reasons,
-        }
-        logger.info(
-            "%s: %d utterances (%.2f h) kept, %d skipped %s",
-            split,
-            len(rows),
-            summary[split]["hours"],
-            len(skipped),
-            reasons,
-        )
-    write_json(os.path.join(save_folder, "prepare_summary.json"), summary)
-    write_json(opts_file, options)
-    return summary
+    root = []  # found on the first split read: all splits are checked before any is written
+
+    def read_split(split, skip):
+        if not root:
+            root.append(find_librispeech_root(os.path.abspath(data_folder), splits))
+        return prepare_split(root[0], split, skip)
+
+    return run_preparation(
+        "LibriSpeech",
+        data_folder,
+        save_folder,
+        splits,
+        read_split,
+        required=["wrd"],
+        max_duration=max_duration,
+        skip_prep=skip_prep,
+    )
 
 
 if __name__ == "__main__":

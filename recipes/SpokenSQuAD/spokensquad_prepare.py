@@ -50,7 +50,7 @@ listed in ``<save_folder>/<split>.skipped.tsv``.
 Usage::
 
     python recipes/SpokenSQuAD/spokensquad_prepare.py /path/to/Spoken-SQuAD \\
-        results/SpokenSQuAD/manifests test
+        results/spokensquad/manifests test
 
 Authors
 -------

@@ -34,7 +34,7 @@ counted and listed in ``<save_folder>/<split>.skipped.tsv``.
 
 Usage::
 
-    python recipes/VoxPopuli/voxpopuli_prepare.py /path/to/voxpopuli results/VoxPopuli/manifests test
+    python recipes/VoxPopuli/voxpopuli_prepare.py /path/to/voxpopuli results/voxpopuli/manifests test
 
 Authors
 -------

@@ -194,7 +194,7 @@ def test_split_without_transcripts(tmp_path):
 
 def test_split_without_usable_utterance(tmp_path):
     _write_split(tmp_path / "LibriSpeech", "dev-clean", {("1", "2"): [("0000", "NO AUDIO", None)]})
-    with pytest.raises(ValueError, match="Split dev-clean .* has no usable utterance \\(1 skipped"):
+    with pytest.raises(ValueError, match="split 'dev-clean' .* has no usable row \\(1 skipped"):
         lp.prepare_librispeech(str(tmp_path), str(tmp_path / "m"), ["dev-clean"])
 
 

@@ -13,13 +13,31 @@ from speechmapper_plugin.preset import format_override, preset_overrides
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HPARAMS = ROOT / "hparams"
 TINY = HPARAMS / "tiny.yaml"
+DATASETS = [
+    "CoVoST2",
+    "CommonVoice",
+    "EuroParlST",
+    "FLEURS",
+    "LibriSQA",
+    "SpokenSQuAD",
+    "VoxPopuli",
+]
+TASK_STAGE2 = [
+    "CoVoST2/stage2_st.yaml",
+    "EuroParlST/stage2_st.yaml",
+    "LibriSQA/stage2_sqa.yaml",
+    "SpokenSQuAD/stage2_sqa.yaml",
+]
 SECTION_TARGETS = {
-    "features": ["features.yaml"],
-    "projector": ["stage1.yaml", "stage2.yaml", "evaluate.yaml"],
+    "features": ["features.yaml"] + [f"{d}/features.yaml" for d in DATASETS],
+    "projector": ["stage1.yaml", "stage2.yaml", "evaluate.yaml"]
+    + [f"{d}/evaluate.yaml" for d in DATASETS]
+    + TASK_STAGE2,
     "both_stages": ["stage1.yaml", "stage2.yaml"],
     "stage1": ["stage1.yaml"],
     "stage2": ["stage2.yaml"],
-    "evaluate": ["evaluate.yaml"],
+    "stage2_task": TASK_STAGE2,
+    "evaluate": ["evaluate.yaml"] + [f"{d}/evaluate.yaml" for d in DATASETS],
 }
 
 
