@@ -119,7 +119,9 @@ def score_outputs(task, outputs, comet=None, judges=None, guarded=0, lid_seed=0)
     for name in [k for k, v in metrics.items() if not math.isfinite(v)]:
         # e.g. WER over references that are all empty, a judge with no valid verdict
         logger.warning("%s is undefined on these %d outputs: left out.", name, len(outputs))
-        signatures[name] = "undefined on this test set (left out)"
+        signatures[name] = (
+            signatures.get(name, "") + " | undefined on this test set (left out)"
+        ).lstrip(" |")
         del metrics[name]
     return metrics, signatures
 

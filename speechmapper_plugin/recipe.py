@@ -186,26 +186,43 @@ def _stage2_sources(hparams, cache, splits, with_asr):
 
 
 def holdout_split(dataset, task, size, seed):
-    """``(train, valid)``: ``size`` random rows of ``task`` held out of a stage-2 set.
+    """``(train, valid)``: at least ``size`` random rows of ``task`` held out of a stage-2
+    set, whole audios at a time (the questions of one SQA passage stay on one side).
 
     Example
     -------
     >>> from speechbrain.dataio.dataset import DynamicItemDataset
-    >>> data = DynamicItemDataset({str(i): {"task": "sqa"} for i in range(10)})
-    >>> train, valid = holdout_split(data, "sqa", 3, seed=0)
+    >>> rows = {str(i): {"task": "sqa", "audio_id": f"p{i // 2}"} for i in range(10)}
+    >>> train, valid = holdout_split(DynamicItemDataset(rows), "sqa", 3, seed=0)
     >>> len(train), len(valid), set(train.data_ids) & set(valid.data_ids)
-    (7, 3, set())
+    (6, 4, set())
     """
     import random
 
-    candidates = sorted(i for i in dataset.data_ids if dataset.data[i]["task"] == task)
-    if not 0 < size < len(candidates):
+    audios = {}
+    for utt_id in dataset.data_ids:
+        row = dataset.data[utt_id]
+        if row["task"] == task:
+            audios.setdefault(row.get("audio_id") or utt_id, []).append(utt_id)
+    total = sum(len(ids) for ids in audios.values())
+    if not 0 < size < total:
         raise ValueError(
-            f"valid_holdout={size} must be between 1 and the {len(candidates)} training rows "
-            f"of task {task!r} - 1 (or set --valid_split to a dev manifest)."
+            f"valid_holdout={size} must be between 1 and the {total} training rows of task "
+            f"{task!r} - 1 (or set --valid_split to a dev manifest)."
         )
-    held = set(random.Random(seed).sample(candidates, size))
-    logger.info("Validation: %d %s training rows held out (no dev split).", size, task)
+    order = sorted(audios)
+    random.Random(seed).shuffle(order)
+    held = set()
+    for audio in order:
+        if len(held) >= size:
+            break
+        held.update(audios[audio])
+    if len(held) >= total:
+        raise ValueError(
+            f"valid_holdout={size} leaves no {task} training row once whole audios are held "
+            "out: lower --valid_holdout."
+        )
+    logger.info("Validation: %d %s training rows held out (no dev split).", len(held), task)
     train = dataset.filtered_sorted(key_test={"id": lambda i: i not in held})
     valid = dataset.filtered_sorted(key_test={"id": lambda i: i in held})
     return train, valid
