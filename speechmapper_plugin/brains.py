@@ -25,7 +25,7 @@ from .evaluation import score_outputs
 from .files import atomic_write_text
 from .results import make_result, write_result
 
-__all__ = ["Stage1Brain", "Stage2Brain"]
+__all__ = ["Stage1Brain", "Stage2Brain", "TextLoRABrain", "EvalBrain"]
 
 logger = logging.getLogger(__name__)
 
@@ -318,6 +318,53 @@ class Stage2Brain(_SpeechMapperBrain):
                 setting="zero-shot",
             )
             self.last_test_stats = stats
+
+
+class TextLoRABrain(_SpeechMapperBrain):
+    """IWSLT25 stage B: LoRA adapters on the LLM trained on text instruction data (MT and
+    QA, ``data.load_text_dataset``), CE on the targets; the base weights stay frozen.
+
+    Expected ``modules``: ``llm`` (``llm.FrozenLLM`` carrying adapters, ``lora.attach_lora``).
+    Expected hparams: ``output_folder``, ``log_interval``, ``train_logger``; the checkpointer
+    holds a ``lora.LoraCheckpoint`` (adapter weights only).
+    """
+
+    def init_optimizers(self):
+        """Optimize the LoRA parameters only."""
+        from .lora import lora_parameters
+
+        self.optimizer = self.opt_class(lora_parameters(self.modules.llm))
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def compute_forward(self, batch, stage):
+        """CE of the targets given the text prompts."""
+        return self.modules.llm(None, None, list(batch.prompt), list(batch.target))["loss"]
+
+    def compute_objectives(self, predictions, batch, stage):
+        """The CE (logged as ``ce``)."""
+        self._accumulate({"ce": predictions.detach()}, len(batch.id))
+        return predictions
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log, and checkpoint on the lowest validation loss."""
+        stats = {"loss": stage_loss}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        if stage == sb.Stage.VALID:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "steps": self.optimizer_step},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            self._end_valid(stats, epoch)
+            self.checkpointer.save_and_keep_only(
+                meta={"loss": stage_loss, "epoch": epoch},
+                min_keys=["loss"],
+                num_to_keep=getattr(self.hparams, "num_checkpoints_to_keep", 2),
+            )
 
 
 class EvalBrain(sb.Brain):

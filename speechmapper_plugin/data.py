@@ -31,6 +31,7 @@ __all__ = [
     "extraction_items",
     "load_asr_dataset",
     "load_stage2_dataset",
+    "load_text_dataset",
     "TaskMixtureBatchSampler",
     "mixture_groups",
     "load_eval_dataset",
@@ -271,12 +272,7 @@ def load_stage2_dataset(sources, tokenizer, prompt_kwargs=None):
                     "source: IDs must be unique across the training manifests."
                 )
             row = dict(dataset.data[utt_id])
-            if task == "asr":
-                target = row["wrd"]
-            elif task == "st":
-                target = row["tgt"]
-            else:
-                target = row["tgt"].split(ANSWER_SEPARATOR)[0].strip()
+            target = _task_target(task, row)
             row.update(
                 task=task,
                 source=index,
@@ -314,6 +310,92 @@ def load_stage2_dataset(sources, tokenizer, prompt_kwargs=None):
     dataset.set_output_keys(
         ["id", "feats", "task", "prompt", "target", "wrd", "tokens", "num_tokens", "source"]
     )
+    return dataset
+
+
+def _task_target(task, row):
+    """The training target of a row: transcript (ASR), translation (ST), first answer (SQA)."""
+    if task == "asr":
+        return row["wrd"]
+    if task == "st":
+        return row["tgt"]
+    return row["tgt"].split(ANSWER_SEPARATOR)[0].strip()
+
+
+def load_text_dataset(sources, prompt_kwargs=None):
+    """Text-only instruction data from speech manifests (IWSLT25 stage B, text LoRA): MT
+    from ST rows (the transcript in the text prompt, the translation as target) and text QA
+    from SQA rows (the passage transcript in the text prompt with the question, the first
+    answer as target), with the text prefix of Table 12 in place of the speech prefix.
+
+    Output keys: ``id``, ``task`` (``st`` / ``sqa``, i.e. MT / QA), ``prompt``, ``target``.
+
+    Arguments
+    ---------
+    sources : list of dict
+        ``{"csv": manifest path(s), "task": "st"|"sqa"}`` each; rows need ``transcript``
+        (or ``wrd``), ``tgt`` and, for ST, ``tgt_lang``, for SQA, ``question``.
+    prompt_kwargs : dict, optional
+        Further ``prompts.task_prompt`` arguments.
+
+    Returns
+    -------
+    DynamicItemDataset
+
+    Example
+    -------
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "st.csv")
+    >>> write_csv(p, [{"ID": "a", "transcript": "Hello.", "tgt": "Hallo.", "tgt_lang": "de"}],
+    ...           ["ID", "transcript", "tgt", "tgt_lang"])
+    >>> item = load_text_dataset([{"csv": p, "task": "st"}])[0]
+    >>> item["prompt"].splitlines()[0], item["target"]
+    ('Text segment: Hello.', 'Hallo.')
+    """
+    from .prompts import TEXT_PREFIX, fill_text, task_prompt
+
+    kwargs = {"zero_shot": False, "prefix": TEXT_PREFIX, **(prompt_kwargs or {})}
+    required = {"st": ["tgt", "tgt_lang"], "sqa": ["tgt", "question"]}
+    data = {}
+    for source in sources:
+        task = source["task"]
+        if task not in required:
+            raise ValueError(
+                f"Text task {task!r} for {source['csv']} is not supported: use 'st' (MT) or "
+                "'sqa' (text QA)."
+            )
+        dataset, csv_path = _load_manifests(source["csv"])
+        first = dataset.data[dataset.data_ids[0]]
+        missing = [c for c in required[task] if c not in first]
+        if "transcript" not in first and "wrd" not in first:
+            missing.append("transcript")
+        if missing:
+            raise KeyError(
+                f"Manifest {csv_path} lacks the column(s) {missing} that text task {task!r} "
+                f"needs (it has {_columns(first)})."
+            )
+        for utt_id in dataset.data_ids:
+            row = dataset.data[utt_id]
+            if utt_id in data:
+                raise ValueError(
+                    f"Utterance ID {utt_id!r} of {csv_path} also occurs in another text "
+                    "source: IDs must be unique across the training manifests."
+                )
+            prompt = task_prompt(
+                task,
+                target_lang=row.get("tgt_lang") or None,
+                question=row.get("question"),
+                **kwargs,
+            )
+            text = row.get("transcript") or row.get("wrd", "")
+            data[utt_id] = {
+                "task": task,
+                "tgt_lang": row.get("tgt_lang") or "en",
+                "prompt": fill_text(prompt, text),
+                "target": _task_target(task, row),
+            }
+    dataset = DynamicItemDataset(data)
+    dataset.set_output_keys(["id", "task", "prompt", "target"])
     return dataset
 
 

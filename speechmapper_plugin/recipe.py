@@ -39,6 +39,7 @@ __all__ = [
     "evaluate_main",
     "holdout_split",
     "train_stage2_task_main",
+    "train_text_lora_main",
 ]
 
 logger = logging.getLogger(__name__)
@@ -186,8 +187,9 @@ def _stage2_sources(hparams, cache, splits, with_asr):
 
 
 def holdout_split(dataset, task, size, seed):
-    """``(train, valid)``: at least ``size`` random rows of ``task`` held out of a stage-2
-    set, whole audios at a time (the questions of one SQA passage stay on one side).
+    """``(train, valid)``: at least ``size`` random rows of ``task`` (None: of any task) held
+    out of a training set, whole audios at a time (the questions of one SQA passage stay on
+    one side).
 
     Example
     -------
@@ -202,13 +204,13 @@ def holdout_split(dataset, task, size, seed):
     audios = {}
     for utt_id in dataset.data_ids:
         row = dataset.data[utt_id]
-        if row["task"] == task:
+        if task is None or row["task"] == task:
             audios.setdefault(row.get("audio_id") or utt_id, []).append(utt_id)
     total = sum(len(ids) for ids in audios.values())
     if not 0 < size < total:
         raise ValueError(
             f"valid_holdout={size} must be between 1 and the {total} training rows of task "
-            f"{task!r} - 1 (or set --valid_split to a dev manifest)."
+            f"{task or 'any'!r} - 1 (or give a dev manifest for validation)."
         )
     order = sorted(audios)
     random.Random(seed).shuffle(order)
@@ -315,3 +317,78 @@ def train_stage2_task_main(prepare, argv):
     test_sets = _test_sets(hparams, cache)
     modules = {"projector": hparams["projector"], "llm": llm}  # the trained, unwrapped modules
     return evaluate_test_sets(hparams, run_opts, test_sets, modules=modules)
+
+
+def _existing(paths, key):
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(
+            f"{key}: the manifest(s) {missing} do not exist; prepare them with the dataset's "
+            "recipe (e.g. recipes/CoVoST2/covost2_prepare.py) and set --{key} accordingly."
+        )
+    return list(paths)
+
+
+def train_text_lora_main(argv):
+    """IWSLT25 stage B: LoRA adapters (r=8, alpha=16) on the frozen LLM trained on text MT and
+    QA built from the dataset recipes' manifests, tasks drawn with ``task_weights``; the best
+    adapter (validation loss) is saved as a standard peft adapter in ``<output_folder>/adapter``."""
+    from .brains import TextLoRABrain
+    from .data import load_text_dataset
+    from .lora import attach_lora, save_lora
+
+    # 1. Hyperparameters and experiment folder
+    _, run_opts, _, hparams = start_experiment(argv)
+
+    # 2. Text data (MT from ST manifests, QA from SQA manifests) and a held-out validation set
+    sources = [
+        {"csv": _existing(src["manifests"], "text_sources"), "task": src["task"]}
+        for src in hparams["text_sources"]
+    ]
+    data = load_text_dataset(sources, hparams["prompt_kwargs"])
+    train_data, valid_data = holdout_split(data, None, hparams["valid_holdout"], hparams["seed"])
+    groups = mixture_groups(train_data, "task")
+    TaskMixtureBatchSampler(groups, hparams["task_weights"], 1, 1)  # a task without data: error
+
+    # 3. Adapters on the LLM
+    llm = hparams["llm"]
+    attach_lora(
+        llm,
+        r=hparams["lora_rank"],
+        alpha=hparams["lora_alpha"],
+        dropout=hparams["lora_dropout"],
+        target_modules=hparams["lora_target_modules"],
+    )
+
+    # 4. Brain
+    brain = TextLoRABrain(
+        modules={"llm": llm},
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+
+    # 5. Training: max_steps optimizer steps, tasks drawn with task_weights
+    sampler = TaskMixtureBatchSampler(
+        groups,
+        hparams["task_weights"],
+        hparams["batch_size"],
+        num_batches=hparams["max_steps"] * brain.grad_accumulation_factor,
+        seed=hparams["seed"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs={"batch_sampler": sampler, "num_workers": hparams["num_workers"]},
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+
+    # 6. The best adapter, as a standard peft adapter folder
+    brain.checkpointer.recover_if_possible(min_key="loss")
+    folder = os.path.join(hparams["output_folder"], "adapter")
+    if sb.utils.distributed.if_main_process():
+        save_lora(llm, folder)
+        logger.info("LoRA adapter saved to %s", folder)
+    return folder

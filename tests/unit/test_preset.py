@@ -38,6 +38,7 @@ SECTION_TARGETS = {
     "stage2": ["stage2.yaml"],
     "stage2_task": TASK_STAGE2,
     "evaluate": ["evaluate.yaml"] + [f"{d}/evaluate.yaml" for d in DATASETS],
+    "iwslt_lora": ["IWSLT25/stage_b_lora.yaml"],
 }
 
 

@@ -1,0 +1,122 @@
+"""End-to-end tests of the IWSLT25 system's recipes on the tiny preset: stage B (text LoRA on
+MT and QA text from dataset manifests) saved as a standard peft adapter, and the errors a
+user gets before any training step (an adapter of another base model, a task without data)."""
+
+import json
+import os
+
+import pytest
+from recipe_runs import PRESET, run_recipe
+
+from speechmapper_plugin.data import write_csv
+from speechmapper_plugin.llm import FrozenLLM
+from speechmapper_plugin.lora import load_lora
+from speechmapper_plugin.preset import preset_overrides
+from speechmapper_plugin.tiny_llm import build_tiny_llm
+
+
+def _texts(tiny, n):
+    corpus = os.path.join(tiny["common"]["data_folder"], "LibriSpeech", "train-clean-100")
+    texts = []
+    for dirpath, _, files in sorted(os.walk(corpus)):
+        for name in sorted(f for f in files if f.endswith(".trans.txt")):
+            with open(os.path.join(dirpath, name), encoding="utf-8") as f:
+                texts += [line.split(" ", 1)[1].strip().lower() for line in f]
+    return texts[:n]
+
+
+@pytest.fixture(scope="module")
+def text_manifests(tiny, tmp_path_factory):
+    """An MT manifest (ST rows) and a QA manifest (SQA rows) as the dataset recipes write."""
+    root = tmp_path_factory.mktemp("iwslt_text")
+    texts = _texts(tiny, 40)
+    mt = [
+        {
+            "ID": f"mt{i}",
+            "transcript": t.capitalize() + ".",
+            "tgt": " ".join(reversed(t.split())) + ".",
+            "tgt_lang": "de",
+        }
+        for i, t in enumerate(texts[:24])
+    ]
+    qa = [
+        {
+            "ID": f"qa{i}",
+            "transcript": t,
+            "question": "what is the first word?",
+            "tgt": t.split()[0],
+            "tgt_lang": "en",
+        }
+        for i, t in enumerate(texts[24:40])
+    ]
+    write_csv(str(root / "mt.csv"), mt, ["ID", "transcript", "tgt", "tgt_lang"])
+    write_csv(str(root / "qa.csv"), qa, ["ID", "transcript", "question", "tgt", "tgt_lang"])
+    return {"mt": str(root / "mt.csv"), "qa": str(root / "qa.csv")}
+
+
+def _lora_args(tiny, manifests, out, **extra):
+    sources = [
+        {"manifests": [manifests["mt"]], "task": "st"},
+        {"manifests": [manifests["qa"]], "task": "sqa"},
+    ]
+    args = {"llm_source": tiny["llm"], "text_sources": sources, "output_folder": str(out)}
+    return preset_overrides(PRESET, ["iwslt_lora"], **{**args, **extra})
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny, text_manifests, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stage_b")
+    run_recipe(
+        "train_lora.py",
+        "IWSLT25/stage_b_lora.yaml",
+        _lora_args(tiny, text_manifests, out),
+        recipe="IWSLT25",
+    )
+    return out
+
+
+def test_stage_b_trains_and_saves_a_standard_peft_adapter(tiny, lora_run):
+    with open(lora_run / "curve.jsonl", encoding="utf-8") as f:
+        curve = [json.loads(line) for line in f]
+    train = [r for r in curve if r["split"] == "train"]
+    assert len(train) == 6 and train[-1]["ce"] < train[0]["ce"] - 0.2  # learned
+    assert [r for r in curve if r["split"] == "valid"]
+    adapter = lora_run / "adapter"
+    with open(adapter / "adapter_config.json", encoding="utf-8") as f:
+        config = json.load(f)
+    assert config["r"] == 4 and config["lora_alpha"] == 8 and config["peft_type"] == "LORA"
+    assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]
+    assert (adapter / "adapter_model.safetensors").is_file()
+
+    # peft loads it as any adapter; with it the LLM scores the MT targets better than without
+    prompt = [
+        "Text segment: The cat sat.\nKönnen Sie den Inhalt der Rede in den deutschen Text übersetzen?"
+    ]
+    base = FrozenLLM(tiny["llm"], dtype="float32")
+    before = base(None, None, prompt, ["sat cat the."])["loss"].item()
+    load_lora(base, str(adapter), trainable=False)
+    after = base(None, None, prompt, ["sat cat the."])["loss"].item()
+    assert after < before
+
+
+def test_adapter_of_another_base_model_is_refused(tiny, lora_run, tmp_path):
+    other = build_tiny_llm(str(tmp_path / "other"), _texts(tiny, 40), seed=1)
+    llm = FrozenLLM(other, dtype="float32")
+    with pytest.raises(ValueError, match="trained for another base model .* embedding_sha1"):
+        load_lora(llm, str(lora_run / "adapter"))
+    with pytest.raises(FileNotFoundError, match="not a LoRA adapter folder"):
+        load_lora(llm, str(tmp_path))
+
+
+def test_task_without_data_under_the_weights_is_an_error_before_training(
+    tiny, text_manifests, tmp_path
+):
+    args = _lora_args(
+        tiny,
+        text_manifests,
+        tmp_path / "out",
+        text_sources=[{"manifests": [text_manifests["mt"]], "task": "st"}],
+    )
+    with pytest.raises(ValueError, match=r"name group\(s\) \['sqa'\] that have no data"):
+        run_recipe("train_lora.py", "IWSLT25/stage_b_lora.yaml", args, recipe="IWSLT25")
+    assert not (tmp_path / "out" / "curve.jsonl").exists()
