@@ -25,7 +25,7 @@ from .evaluation import score_outputs
 from .files import atomic_write_text
 from .results import make_result, write_result
 
-__all__ = ["Stage1Brain", "Stage2Brain", "TextLoRABrain", "EvalBrain"]
+__all__ = ["Stage1Brain", "Stage2Brain", "MultitaskBrain", "TextLoRABrain", "EvalBrain"]
 
 logger = logging.getLogger(__name__)
 
@@ -318,6 +318,47 @@ class Stage2Brain(_SpeechMapperBrain):
                 setting="zero-shot",
             )
             self.last_test_stats = stats
+
+
+class MultitaskBrain(Stage2Brain):
+    """IWSLT25 stages A and C: multitask instruction tuning through the LLM with CE.
+
+    Stage A trains the projector alone (frozen LLM). Stage C ("fusion") trains the projector
+    and the LLM's LoRA adapters together, each with its own optimizer and learning rate, on
+    speech batches (``data.load_stage2_dataset``) interleaved with text batches
+    (``data.load_text_dataset``): a batch without ``feats`` is a text batch.
+
+    Expected ``modules``: ``projector`` and ``llm`` (with adapters in stage C). Expected
+    hparams: those of ``Stage2Brain`` (``loss`` with sigma = 0), plus ``lora_opt_class``
+    when the LLM carries adapters.
+    """
+
+    def init_optimizers(self):
+        """One optimizer for the projector, one for the LoRA adapters (if any)."""
+        super().init_optimizers()
+        if hasattr(self.modules.llm.model, "peft_config"):
+            from .lora import lora_parameters
+
+            self.lora_optimizer = self.hparams.lora_opt_class(lora_parameters(self.modules.llm))
+            self.optimizers_dict["lora_opt_class"] = self.lora_optimizer
+            if self.checkpointer is not None:
+                self.checkpointer.add_recoverable("lora_optimizer", self.lora_optimizer)
+
+    def compute_forward(self, batch, stage):
+        """Speech batches through the projector, text batches straight into the LLM."""
+        if hasattr(batch, "feats"):
+            return super().compute_forward(batch, stage)
+        ce = self.modules.llm(None, None, list(batch.prompt), list(batch.target))["loss"]
+        return None, None, ce
+
+    def compute_objectives(self, predictions, batch, stage):
+        """CE (eq. 3 with sigma = 0)."""
+        if self.hparams.loss.sigma > 0:
+            raise ValueError("The multitask stages train with CE only: set --sigma=0.")
+        ce = predictions[2]
+        parts = self.hparams.loss(ce)
+        self._accumulate(parts, len(batch.id))
+        return parts["loss"]
 
 
 class TextLoRABrain(_SpeechMapperBrain):

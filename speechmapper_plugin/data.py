@@ -34,6 +34,8 @@ __all__ = [
     "load_text_dataset",
     "TaskMixtureBatchSampler",
     "mixture_groups",
+    "group_weights",
+    "InterleavedBatchSampler",
     "load_eval_dataset",
     "EVAL_FIELDS",
     "ANSWER_SEPARATOR",
@@ -476,6 +478,89 @@ class TaskMixtureBatchSampler(Sampler):
 
     def __len__(self):
         return self.num_batches
+
+
+def group_weights(groups, task_weights, lang_weights=None):
+    """Sampling weight of each ``<task>-<lang>`` group: the task's weight split over its
+    languages by ``lang_weights[task]`` (equal split when not given).
+
+    Example
+    -------
+    >>> groups = {"asr-en": [0], "st-de": [1], "st-it": [2], "st-zh": [3]}
+    >>> w = group_weights(groups, {"asr": 0.3, "st": 0.7}, {"st": {"de": 0.4, "it": 0.4, "zh": 0.2}})
+    >>> {k: round(v, 2) for k, v in w.items()}
+    {'asr-en': 0.3, 'st-de': 0.28, 'st-it': 0.28, 'st-zh': 0.14}
+    """
+    lang_weights = lang_weights or {}
+    by_task = {}
+    for name in groups:
+        task, _, lang = name.partition("-")
+        by_task.setdefault(task, []).append(lang)
+    missing = sorted(t for t, w in task_weights.items() if w > 0 and t not in by_task)
+    if missing:
+        raise ValueError(
+            f"task_weights {dict(task_weights)} ask for task(s) {missing} that have no "
+            f"training data (tasks with data: {sorted(by_task)})."
+        )
+    weights = {}
+    for task, langs in by_task.items():
+        share = lang_weights.get(task)
+        if share:
+            absent = sorted(set(k for k, v in share.items() if v > 0) - set(langs))
+            if absent:
+                raise ValueError(
+                    f"lang_weights[{task!r}] asks for language(s) {absent} that have no "
+                    f"{task} training data (languages with data: {sorted(langs)})."
+                )
+        total = sum(share.get(lang, 0) for lang in langs) if share else len(langs)
+        for lang in langs:
+            part = (share.get(lang, 0) if share else 1) / total if total else 0
+            weights[f"{task}-{lang}"] = task_weights.get(task, 0) * part
+    return weights
+
+
+class InterleavedBatchSampler(TaskMixtureBatchSampler):
+    """``TaskMixtureBatchSampler`` over speech groups where each speech batch is followed by
+    a batch of its partner text group (IWSLT25 stage C: an ST en-de speech batch, then an MT
+    en-de text batch). ``num_batches`` counts all batches, speech and text.
+
+    Example
+    -------
+    >>> s = InterleavedBatchSampler({"st-de": [0, 1], "text:st-de": [2, 3]}, {"st-de": 1.0},
+    ...                             {"st-de": "text:st-de"}, batch_size=2, num_batches=4)
+    >>> [sorted(b) for b in s]
+    [[0, 1], [2, 3], [0, 1], [2, 3]]
+    """
+
+    def __init__(self, groups, weights, partners, batch_size, num_batches, seed=0):
+        speech = {g: groups[g] for g in weights}
+        super().__init__(speech, weights, batch_size, num_batches, seed)
+        self.partners = {g: p for g, p in partners.items() if p in groups and groups[p]}
+        for partner in self.partners.values():
+            self.groups[partner] = list(groups[partner])
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed + 1000003 * self.epoch)
+        queues = {g: [] for g in self.groups}
+        produced = 0
+        while produced < self.num_batches:
+            name = self.names[int(torch.multinomial(self.probs, 1, generator=gen))]
+            for group in [name, self.partners.get(name)]:
+                if group is None or produced >= self.num_batches:
+                    continue
+                yield self._draw(group, queues, gen)
+                produced += 1
+
+    def _draw(self, name, queues, gen):
+        batch = []
+        while len(batch) < self.batch_size:
+            if not queues[name]:
+                order = torch.randperm(len(self.groups[name]), generator=gen).tolist()
+                queues[name] = [self.groups[name][i] for i in order]
+            take = min(self.batch_size - len(batch), len(queues[name]))
+            batch += queues[name][:take]
+            del queues[name][:take]
+        return batch
 
 
 def mixture_groups(dataset, key):

@@ -204,7 +204,8 @@ class LoraCheckpoint:
         """Save the adapter weights to ``path``."""
         from peft import get_peft_model_state_dict
 
-        torch.save(get_peft_model_state_dict(self.llm.model), path)
+        has_adapters = hasattr(self.llm.model, "peft_config")  # stage A: none (yet)
+        torch.save(get_peft_model_state_dict(self.llm.model) if has_adapters else {}, path)
 
     @mark_as_loader
     def load(self, path, end_of_epoch=False):
@@ -212,4 +213,5 @@ class LoraCheckpoint:
         from peft import set_peft_model_state_dict
 
         state = torch.load(path, map_location="cpu")
-        set_peft_model_state_dict(self.llm.model, state)
+        if state:
+            set_peft_model_state_dict(self.llm.model, state)

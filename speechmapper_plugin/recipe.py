@@ -40,6 +40,7 @@ __all__ = [
     "holdout_split",
     "train_stage2_task_main",
     "train_text_lora_main",
+    "train_multitask_main",
 ]
 
 logger = logging.getLogger(__name__)
@@ -392,3 +393,100 @@ def train_text_lora_main(argv):
         save_lora(llm, folder)
         logger.info("LoRA adapter saved to %s", folder)
     return folder
+
+
+def train_multitask_main(argv):
+    """IWSLT25 stage A (projector alone, ``lora_adapter: null``, no text sources) and stage C
+    (fusion: the stage-A projector and the stage-B adapters trained together, each with its
+    own optimizer, on speech batches each followed by the matching text batch). Tasks and
+    languages are drawn with ``task_weights`` x ``lang_weights``. Stage C also writes the
+    fused model: ``<output_folder>/adapter`` (peft) and ``<output_folder>/projector.ckpt``."""
+    import torch
+    from speechbrain.dataio.batch import PaddedBatch
+    from torch.utils.data import ConcatDataset
+
+    from .brains import MultitaskBrain
+    from .data import InterleavedBatchSampler, group_weights, load_text_dataset
+    from .lora import load_lora, save_lora
+    from .projector import load_projector_checkpoint
+
+    # 1. Hyperparameters and experiment folder
+    _, run_opts, _, hparams = start_experiment(argv)
+
+    # 2. Modules, checked before any data is read: projector width, adapter base model
+    llm, projector = hparams["llm"], hparams["projector"]
+    if projector.llm_dim != llm.embed_dim:
+        raise ValueError(
+            f"The projector outputs {projector.llm_dim}-dim vectors but {hparams['llm_source']} "
+            f"has {llm.embed_dim}-dim embeddings: set --llm_dim={llm.embed_dim} (and a "
+            "projector checkpoint trained for this LLM)."
+        )
+    if hparams["projector_init"]:
+        load_projector_checkpoint(projector, hparams["projector_init"])
+    if hparams["lora_adapter"]:
+        load_lora(llm, hparams["lora_adapter"], trainable=True)
+
+    # 3. Speech data (validation: held-out speech rows), text data, task/language weights
+    sources = [
+        {
+            "csv": _existing(src["manifests"], "speech_sources"),
+            "cache": open_feature_cache(src["feature_folder"], hparams["feature_dim"]),
+            "task": src["task"],
+        }
+        for src in hparams["speech_sources"]
+    ]
+    speech = load_stage2_dataset(sources, llm.tokenizer, hparams["train_prompt_kwargs"])
+    speech_train, valid_data = holdout_split(
+        speech, None, hparams["valid_holdout"], hparams["seed"]
+    )
+    groups = mixture_groups(speech_train, "task_lang")
+    weights = group_weights(groups, hparams["task_weights"], hparams["lang_weights"])
+    parts, partners = [speech_train], {}
+    if hparams["text_sources"]:
+        text_sources = [
+            {"csv": _existing(src["manifests"], "text_sources"), "task": src["task"]}
+            for src in hparams["text_sources"]
+        ]
+        text = load_text_dataset(text_sources, hparams["prompt_kwargs"])
+        for name, indices in mixture_groups(text, "task_lang").items():
+            groups[f"text:{name}"] = [len(speech_train) + i for i in indices]
+            partners[name] = f"text:{name}"
+        parts.append(text)
+    train_data = ConcatDataset(parts) if len(parts) > 1 else speech_train
+
+    # 4. Brain (stage C: a second optimizer for the adapters)
+    brain = MultitaskBrain(
+        modules={"projector": projector, "llm": llm},
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+
+    # 5. Training: max_steps optimizer steps over interleaved speech (+ text) batches
+    sampler = InterleavedBatchSampler(
+        groups,
+        weights,
+        partners,
+        hparams["batch_size"],
+        num_batches=hparams["max_steps"] * brain.grad_accumulation_factor,
+        seed=hparams["seed"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs={
+            "batch_sampler": sampler,
+            "collate_fn": PaddedBatch,
+            "num_workers": hparams["num_workers"],
+        },
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+
+    # 6. The best checkpoint (validation loss); stage C exports the fused model
+    brain.checkpointer.recover_if_possible(min_key="loss")
+    if hparams["lora_adapter"] and sb.utils.distributed.if_main_process():
+        save_lora(llm, os.path.join(hparams["output_folder"], "adapter"))
+        torch.save(projector.state_dict(), os.path.join(hparams["output_folder"], "projector.ckpt"))
+    return brain

@@ -120,3 +120,109 @@ def test_task_without_data_under_the_weights_is_an_error_before_training(
     with pytest.raises(ValueError, match=r"name group\(s\) \['sqa'\] that have no data"):
         run_recipe("train_lora.py", "IWSLT25/stage_b_lora.yaml", args, recipe="IWSLT25")
     assert not (tmp_path / "out" / "curve.jsonl").exists()
+
+
+def _multitask_args(tiny, covost, out, **extra):
+    cache = tiny["common"]["cache_folder"]
+    args = {
+        "llm_source": tiny["llm"],
+        "output_folder": str(out),
+        "speech_sources": [
+            {
+                "manifests": [os.path.join(cache, "manifests", "train-clean-100.csv")],
+                "feature_folder": os.path.join(cache, "features", "fbank80_avg4"),
+                "task": "asr",
+            },
+            {
+                "manifests": [os.path.join(covost["cache_folder"], "manifests", "train_en-de.csv")],
+                "feature_folder": os.path.join(covost["cache_folder"], "features", "fbank80_avg4"),
+                "task": "st",
+            },
+        ],
+        "task_weights": {"asr": 0.5, "st": 0.5, "sqa": 0.0},
+        "lang_weights": {"st": {"de": 1.0, "it": 0.0, "zh": 0.0}},  # (YAML dicts merge)
+        "d_model": 64,
+        "num_layers": 2,
+        "nhead": 4,
+        "d_ffn": 128,
+        "max_steps": 20,
+        "lr": 0.001,
+        "lora_lr": 0.003,
+    }
+    return preset_overrides(PRESET, ["iwslt_multitask"], **{**args, **extra})
+
+
+def _train_ce(folder):
+    with open(folder / "curve.jsonl", encoding="utf-8") as f:
+        return [json.loads(line)["ce"] for line in f if '"train"' in line]
+
+
+def test_stage_a_then_fusion_with_the_stage_b_adapter(tiny, covost, lora_run, text_manifests):
+    import torch
+    from safetensors.torch import load_file
+
+    # Stage A: the Transformer projector alone through the frozen LLM (ASR + ST batches)
+    stage_a = tiny["root"] / "iwslt_stage_a"
+    run_recipe(
+        "train_projector.py",
+        "IWSLT25/stage_a1_projector.yaml",
+        _multitask_args(tiny, covost, stage_a),
+        recipe="IWSLT25",
+    )
+    ce = _train_ce(stage_a)
+    assert len(ce) == 4 and ce[-1] < ce[0]
+    (ckpt,) = [d for d in os.listdir(stage_a / "save") if d.startswith("CKPT")]
+    projector_a = torch.load(stage_a / "save" / ckpt / "projector.ckpt")
+
+    # Stage C: projector A + adapter B, two optimizers, ST speech batches each followed by
+    # an MT text batch
+    stage_c = tiny["root"] / "iwslt_stage_c"
+    run_recipe(
+        "train_fusion.py",
+        "IWSLT25/stage_c_fusion.yaml",
+        _multitask_args(
+            tiny,
+            covost,
+            stage_c,
+            projector_init=str(stage_a / "save"),
+            lora_adapter=str(lora_run / "adapter"),
+            text_sources=[{"manifests": [text_manifests["mt"]], "task": "st"}],
+        ),
+        recipe="IWSLT25",
+    )
+    assert len(_train_ce(stage_c)) == 4
+    # both parts were trained: the exported projector and adapter differ from their inputs
+    projector_c = torch.load(stage_c / "projector.ckpt")
+    assert projector_c.keys() == projector_a.keys()
+    assert any(not torch.equal(projector_c[k], projector_a[k]) for k in projector_a)
+    adapter_b = load_file(lora_run / "adapter" / "adapter_model.safetensors")
+    adapter_c = load_file(stage_c / "adapter" / "adapter_model.safetensors")
+    assert adapter_c.keys() == adapter_b.keys()
+    assert any(not torch.equal(adapter_c[k], adapter_b[k]) for k in adapter_b)
+    with open(stage_c / "train_log.txt", encoding="utf-8") as f:
+        assert "valid loss" in f.read()
+
+
+def test_projector_width_that_does_not_match_the_llm_is_an_error_before_training(
+    tiny, covost, tmp_path
+):
+    with pytest.raises(ValueError, match="outputs 64-dim vectors but .* 128-dim embeddings"):
+        run_recipe(
+            "train_projector.py",
+            "IWSLT25/stage_a1_projector.yaml",
+            _multitask_args(tiny, covost, tmp_path / "out", llm_dim=64),
+            recipe="IWSLT25",
+        )
+    assert not (tmp_path / "out" / "curve.jsonl").exists()
+
+
+def test_task_weights_without_data_are_an_error_before_training(tiny, covost, tmp_path):
+    with pytest.raises(ValueError, match=r"ask for task\(s\) \['sqa'\] that have no training data"):
+        run_recipe(
+            "train_projector.py",
+            "IWSLT25/stage_a1_projector.yaml",
+            _multitask_args(
+                tiny, covost, tmp_path / "out", task_weights={"asr": 0.3, "st": 0.4, "sqa": 0.3}
+            ),
+            recipe="IWSLT25",
+        )

@@ -10,69 +10,11 @@ import json
 import os
 
 import pytest
-import soundfile as sf
 from recipe_runs import PRESET, run_recipe
 
 from speechmapper_plugin.preset import preset_overrides
 from speechmapper_plugin.report import markdown_tables
 from speechmapper_plugin.results import load_results
-
-SPLITS = {"train-clean-100": "train", "dev-clean": "dev", "test-clean": "test"}
-
-
-def _pseudo_translation(text):
-    """A deterministic stand-in for a German translation (word order reversed)."""
-    words = text.split()
-    return " ".join(reversed(words)).capitalize() + "."
-
-
-@pytest.fixture(scope="module")
-def covost(tiny):
-    """The mini-corpus in the CoVoST 2 layout (48 train, 8 dev, 8 test clips, en->de)."""
-    root = tiny["root"] / "covost"
-    clips = root / "cv" / "en" / "clips"
-    clips.mkdir(parents=True)
-    validated = [
-        ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accent"]
-    ]
-    covost_rows = [["path", "sentence", "translation", "split"]]
-    corpus = os.path.join(tiny["common"]["data_folder"], "LibriSpeech")
-    for split, covost_split in SPLITS.items():
-        for dirpath, _, files in sorted(os.walk(os.path.join(corpus, split))):
-            for name in sorted(f for f in files if f.endswith(".trans.txt")):
-                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
-                    for line in f:
-                        utt, text = line.strip().split(" ", 1)
-                        wav, rate = sf.read(os.path.join(dirpath, f"{utt}.flac"))
-                        clip = f"common_voice_en_{utt}.mp3"
-                        sf.write(str(clips / clip), wav, rate, format="MP3")
-                        sentence = text.capitalize() + "."
-                        validated.append([utt.split("-")[0], clip, sentence, "2", "0", "", "", ""])
-                        covost_rows.append(
-                            [clip, sentence, _pseudo_translation(text), covost_split]
-                        )
-    for path, rows in (
-        (root / "cv" / "en" / "validated.tsv", validated),
-        (root / "covost_v2.en_de.tsv", covost_rows),
-    ):
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n").writerows(
-                rows
-            )
-    paths = {
-        "data_folder": str(root / "cv" / "en"),
-        "covost_folder": str(root),
-        "cache_folder": str(root / "cache"),
-    }
-    run_recipe(
-        "extract_features.py",
-        "CoVoST2/features.yaml",
-        preset_overrides(
-            PRESET, ["features"], splits=["train_en-de", "dev_en-de", "test_en-de"], **paths
-        ),
-        recipe="CoVoST2",
-    )
-    return paths
 
 
 def _stage2_args(tiny, covost, stage1_run, **extra):

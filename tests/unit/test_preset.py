@@ -39,6 +39,15 @@ SECTION_TARGETS = {
     "stage2_task": TASK_STAGE2,
     "evaluate": ["evaluate.yaml"] + [f"{d}/evaluate.yaml" for d in DATASETS],
     "iwslt_lora": ["IWSLT25/stage_b_lora.yaml"],
+    "iwslt_multitask": [
+        f"IWSLT25/{name}.yaml"
+        for name in (
+            "stage_a1_projector",
+            "stage_a2_projector",
+            "stage_a_speechmapper",
+            "stage_c_fusion",
+        )
+    ],
 }
 
 
