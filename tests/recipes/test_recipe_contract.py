@@ -24,6 +24,7 @@ RECIPES = sorted(
     os.path.basename(d)
     for d in glob.glob(os.path.join(ROOT, "recipes", "*"))
     if os.path.isdir(os.path.join(ROOT, "hparams", os.path.basename(d)))
+    and glob.glob(os.path.join(d, "*_prepare.py"))  # dataset recipes (not IWSLT25's stages)
 )
 
 
