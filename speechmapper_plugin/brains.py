@@ -557,6 +557,7 @@ class EvalBrain(sb.Brain):
                 "assistant_prefix": hp.assistant_prefix,
                 "example_prompt": self._example_prompt(),
                 "repetition_guard": guard is not None,
+                "lora_adapter": _as_str(getattr(hp, "lora_adapter", None)),
             },
         )
         if sb.utils.distributed.if_main_process():

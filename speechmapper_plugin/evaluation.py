@@ -141,7 +141,8 @@ def build_eval_modules(hparams):
 
     The YAML holds factories (``!name:``) for ``projector``, ``llm``, ``embeddings`` and
     ``transcriber``, so that e.g. a cascade never loads a projector and the nearest-embedding
-    diagnostic never loads the LLM weights. The projector gets ``projector_checkpoint``.
+    diagnostic never loads the LLM weights. The projector gets ``projector_checkpoint``, the
+    LLM the optional ``lora_adapter`` (checked against its base model).
 
     Arguments
     ---------
@@ -160,7 +161,16 @@ def build_eval_modules(hparams):
         raise ValueError(
             f"system={system!r} is not supported; choose one of {sorted(SYSTEM_MODULES)}."
         )
+    adapter = hparams.get("lora_adapter")  # e.g. the IWSLT25 system's fused adapter
+    if adapter and "llm" not in SYSTEM_MODULES[system]:
+        raise ValueError(
+            f"lora_adapter={adapter!r} adapts the LLM, but system={system!r} uses no LLM."
+        )
     modules = {name: hparams[name]() for name in SYSTEM_MODULES[system]}
+    if adapter:
+        from .lora import load_lora
+
+        load_lora(modules["llm"], adapter, trainable=False)
     if "projector" in modules:
         if not hparams.get("projector_checkpoint"):
             raise ValueError(

@@ -226,3 +226,38 @@ def test_task_weights_without_data_are_an_error_before_training(tiny, covost, tm
             ),
             recipe="IWSLT25",
         )
+
+
+def test_evaluation_through_the_llm_with_the_adapter(tiny, covost, lora_run, tmp_path):
+    from speechmapper_plugin.results import load_results
+
+    common = {
+        "llm_source": tiny["llm"],
+        "system": "transcript",
+        "system_name": "Transcripts + LLM + LoRA",
+        "setting": "topline",
+        "test_splits": ["test_en-de"],
+        "comet_model": None,
+        **covost,
+    }
+    outputs = {}
+    for name, adapter in (("base", None), ("lora", str(lora_run / "adapter"))):
+        out = tmp_path / name
+        args = preset_overrides(
+            PRESET, ["evaluate"], output_folder=str(out), lora_adapter=adapter, **common
+        )
+        run_recipe("evaluate.py", "CoVoST2/evaluate.yaml", args, recipe="CoVoST2")
+        (result,) = load_results([str(out / "results")])
+        assert result["decoding"]["lora_adapter"] == adapter
+        outputs[name] = [o["hypothesis"] for o in result["outputs"]]
+    assert outputs["lora"] != outputs["base"]  # the adapter changes what the LLM generates
+
+    args = preset_overrides(
+        PRESET,
+        ["evaluate"],
+        output_folder=str(tmp_path / "asr"),
+        lora_adapter=str(lora_run / "adapter"),
+        **{**common, "system": "asr"},
+    )
+    with pytest.raises(ValueError, match="system='asr' uses no LLM"):
+        run_recipe("evaluate.py", "CoVoST2/evaluate.yaml", args, recipe="CoVoST2")
