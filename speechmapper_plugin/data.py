@@ -39,6 +39,7 @@ __all__ = [
     "load_eval_dataset",
     "EVAL_FIELDS",
     "ANSWER_SEPARATOR",
+    "open_feature_cache",
     "dataio_prepare",
     "train_loader_kwargs",
     "fixed_steps_loader_kwargs",
@@ -138,6 +139,19 @@ def _load_manifests(csv_paths):
 def _columns(row):
     """The manifest columns of a loaded row (without the derived ``audio_id``)."""
     return sorted(k for k in row if k != "audio_id")
+
+
+def _load_task_manifests(csv_paths, task, columns, what="task"):
+    """The manifests of one task as a dataset, checked to hold ``columns``."""
+    dataset, csv_path = _load_manifests(csv_paths)
+    first = dataset.data[dataset.data_ids[0]]
+    missing = [c for c in columns if c not in first]
+    if missing:
+        raise KeyError(
+            f"Manifest {csv_path} lacks the column(s) {missing} that {what} {task!r} needs "
+            f"(it has {_columns(first)}); re-run the dataset's prepare script."
+        )
+    return dataset, csv_path
 
 
 def _audio_key(dataset, utt_id):
@@ -256,14 +270,7 @@ def load_stage2_dataset(sources, tokenizer, prompt_kwargs=None):
         task, cache = source["task"], source["cache"]
         if task not in required:
             raise ValueError(f"Unknown task {task!r} for {source['csv']}; use asr, st or sqa.")
-        dataset, csv_path = _load_manifests(source["csv"])
-        first = dataset.data[dataset.data_ids[0]]
-        missing = [c for c in required[task] if c not in first]
-        if missing:
-            raise KeyError(
-                f"Manifest {csv_path} lacks the column(s) {missing} that task {task!r} needs "
-                f"(it has {_columns(first)}); re-run the dataset's prepare script."
-            )
+        dataset, csv_path = _load_task_manifests(source["csv"], task, required[task])
         dataset = _keep_cached(dataset, cache, csv_path)
         dims.add(cache.dim)
         caches.append(cache)
@@ -335,8 +342,8 @@ def load_text_dataset(sources, prompt_kwargs=None):
     Arguments
     ---------
     sources : list of dict
-        ``{"csv": manifest path(s), "task": "st"|"sqa"}`` each; rows need ``transcript``
-        (or ``wrd``), ``tgt`` and, for ST, ``tgt_lang``, for SQA, ``question``.
+        ``{"csv": manifest path(s), "task": "st"|"sqa"}`` each; rows need ``transcript``,
+        ``tgt`` and, for ST, ``tgt_lang``, for SQA, ``question``.
     prompt_kwargs : dict, optional
         Further ``prompts.task_prompt`` arguments.
 
@@ -357,7 +364,7 @@ def load_text_dataset(sources, prompt_kwargs=None):
     from .prompts import TEXT_PREFIX, fill_text, task_prompt
 
     kwargs = {"zero_shot": False, "prefix": TEXT_PREFIX, **(prompt_kwargs or {})}
-    required = {"st": ["tgt", "tgt_lang"], "sqa": ["tgt", "question"]}
+    required = {"st": ["transcript", "tgt", "tgt_lang"], "sqa": ["transcript", "tgt", "question"]}
     data = {}
     for source in sources:
         task = source["task"]
@@ -366,16 +373,7 @@ def load_text_dataset(sources, prompt_kwargs=None):
                 f"Text task {task!r} for {source['csv']} is not supported: use 'st' (MT) or "
                 "'sqa' (text QA)."
             )
-        dataset, csv_path = _load_manifests(source["csv"])
-        first = dataset.data[dataset.data_ids[0]]
-        missing = [c for c in required[task] if c not in first]
-        if "transcript" not in first and "wrd" not in first:
-            missing.append("transcript")
-        if missing:
-            raise KeyError(
-                f"Manifest {csv_path} lacks the column(s) {missing} that text task {task!r} "
-                f"needs (it has {_columns(first)})."
-            )
+        dataset, csv_path = _load_task_manifests(source["csv"], task, required[task], "text task")
         for utt_id in dataset.data_ids:
             row = dataset.data[utt_id]
             if utt_id in data:
@@ -389,7 +387,7 @@ def load_text_dataset(sources, prompt_kwargs=None):
                 question=row.get("question"),
                 **kwargs,
             )
-            text = row.get("transcript") or row.get("wrd", "")
+            text = row["transcript"]
             data[utt_id] = {
                 "task": task,
                 "tgt_lang": row.get("tgt_lang") or "en",
@@ -612,14 +610,8 @@ def load_eval_dataset(csv_paths, task, feature_cache=None, target_lang=None):
     required = {"asr": ["wrd"], "st": ["wrd", "tgt"], "sqa": ["tgt", "question"]}
     if task not in required:
         raise ValueError(f"Unknown task {task!r}; expected one of {sorted(required)}.")
-    dataset, csv_path = _load_manifests(csv_paths)
+    dataset, csv_path = _load_task_manifests(csv_paths, task, required[task])
     first = dataset.data[dataset.data_ids[0]]
-    missing = [c for c in required[task] if c not in first]
-    if missing:
-        raise KeyError(
-            f"Manifest {csv_path} lacks the column(s) {missing} that task {task!r} needs "
-            f"(it has {_columns(first)}); re-run the dataset's prepare script."
-        )
     if task == "st" and "tgt_lang" not in first and not target_lang:
         raise KeyError(
             f"Manifest {csv_path} has no tgt_lang column: set the target language "
@@ -644,6 +636,20 @@ def load_eval_dataset(csv_paths, task, feature_cache=None, target_lang=None):
     return dataset
 
 
+def open_feature_cache(folder, feature_dim, key="feature_folder"):
+    """The feature cache at ``folder``, checked to hold ``feature_dim``-dim features (the
+    projector's input size); ``key`` is the YAML key that named the folder."""
+    cache = FeatureCache(folder)
+    if cache.dim != feature_dim:
+        raise ValueError(
+            f"feature_dim={feature_dim} but the feature cache {folder} ({key}) holds "
+            f"{cache.dim}-dim features ({cache.config.get('kind')} "
+            f"{cache.config.get('source')}): set --feature_dim={cache.dim} or point --{key} "
+            "to the right cache."
+        )
+    return cache
+
+
 def dataio_prepare(hparams, tokenizer):
     """Train/valid/test datasets of an ASR recipe over the cached features.
 
@@ -657,14 +663,7 @@ def dataio_prepare(hparams, tokenizer):
     test_datasets : dict
         Split name -> DynamicItemDataset.
     """
-    cache = FeatureCache(hparams["feature_folder"])
-    if cache.dim != hparams["feature_dim"]:
-        raise ValueError(
-            f"feature_dim={hparams['feature_dim']} but the feature cache "
-            f"{hparams['feature_folder']} holds {cache.dim}-dim features "
-            f"({cache.config.get('kind')} {cache.config.get('source')}): set "
-            f"--feature_dim={cache.dim} or point --feature_folder to the right cache."
-        )
+    cache = open_feature_cache(hparams["feature_folder"], hparams["feature_dim"])
     folder = hparams["manifest_folder"]
     train_data = load_asr_dataset(
         [manifest_path(folder, s) for s in hparams["train_splits"]], cache, tokenizer

@@ -154,7 +154,7 @@ def build_eval_modules(hparams):
     dict
         Module name -> module.
     """
-    from .projector import load_projector_checkpoint
+    from .projector import check_llm_width, load_projector_checkpoint
 
     system = hparams["system"]
     if system not in SYSTEM_MODULES:
@@ -178,14 +178,8 @@ def build_eval_modules(hparams):
                 "CKPT+... folder or projector.ckpt)."
             )
         load_projector_checkpoint(modules["projector"], hparams["projector_checkpoint"])
-        dim = modules["projector"].llm_dim
         table = modules.get("llm") or modules.get("embeddings")
-        table_dim = table.embed_dim
-        if dim != table_dim:
-            raise ValueError(
-                f"The projector outputs {dim}-dim vectors but {hparams['llm_source']} has "
-                f"{table_dim}-dim embeddings: evaluate it with the LLM it was trained for."
-            )
+        check_llm_width(modules["projector"], table.embed_dim, hparams["llm_source"])
     return modules
 
 

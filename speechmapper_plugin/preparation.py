@@ -49,6 +49,7 @@ __all__ = [
     "audio_duration",
     "layout_error",
     "run_preparation",
+    "prepare_cli",
 ]
 
 logger = logging.getLogger(__name__)
@@ -231,6 +232,7 @@ def run_preparation(
     max_duration=None,
     skip_prep=False,
     options=None,
+    valid_splits=None,
 ):
     """Write ``<save_folder>/<split>.csv`` for each split (nothing to do when the manifests
     exist and were written with the same options).
@@ -258,6 +260,8 @@ def run_preparation(
         Do nothing (manifests prepared elsewhere).
     options : dict, optional
         Further settings that change the manifests (part of the up-to-date check).
+    valid_splits : sequence of str, optional
+        The split names the dataset has; others are a ``ValueError`` naming them.
 
     Returns
     -------
@@ -267,6 +271,11 @@ def run_preparation(
     if skip_prep:
         return {}
     splits = list(splits)
+    unknown = [sp for sp in splits if valid_splits is not None and sp not in valid_splits]
+    if unknown:
+        raise ValueError(
+            f"{dataset}: unknown split(s) {unknown}; valid splits: {list(valid_splits)}."
+        )
     if not splits:
         raise ValueError(f"{dataset}: no split to prepare (splits=[]).")
     data_folder = os.path.abspath(data_folder)
@@ -346,3 +355,38 @@ def run_preparation(
     write_json(summary_file, stored)
     write_json(opts_file, settings)
     return {s: stored[s] for s in splits}
+
+
+def prepare_cli(prepare, description, splits=None, options=(), argv=None):
+    """The command line of a preparation script:
+    ``<script> DATA_FOLDER SAVE_FOLDER SPLIT... [--max_duration S] [--<option> VALUE]``;
+    prints the summary as JSON.
+
+    Arguments
+    ---------
+    prepare : callable
+        The dataset's prepare function.
+    description : str
+        The script's one-line description.
+    splits : sequence of str, optional
+        The valid split names (None: any, checked by ``prepare``).
+    options : sequence of (str, str, str)
+        Further ``--name`` string options as ``(name, default, help)``, passed to ``prepare``
+        as keyword arguments.
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+    """
+    import argparse
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("data_folder")
+    parser.add_argument("save_folder")
+    parser.add_argument("splits", nargs="+", metavar="split", choices=splits)
+    parser.add_argument("--max_duration", type=float, default=None)
+    for name, default, help_text in options:
+        parser.add_argument(f"--{name}", default=default, help=help_text)
+    args = vars(parser.parse_args(argv))
+    summary = prepare(args.pop("data_folder"), args.pop("save_folder"), args.pop("splits"), **args)
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    return summary

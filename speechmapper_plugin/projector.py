@@ -15,7 +15,14 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["SpeechMapper", "TransformerProjector", "conv_output_lengths", "lengths_to_padding_mask"]
+__all__ = [
+    "SpeechMapper",
+    "TransformerProjector",
+    "check_llm_width",
+    "load_projector_checkpoint",
+    "conv_output_lengths",
+    "lengths_to_padding_mask",
+]
 
 
 def lengths_to_padding_mask(abs_lens, max_len):
@@ -406,6 +413,25 @@ class TransformerProjector(nn.Module):
         x = self.positions(self.input(feats))
         x = self.norm(self.encoder(x, src_key_padding_mask=pad_mask))
         return self.output(x), lengths
+
+
+def check_llm_width(projector, llm_dim, llm_name):
+    """Raise a ``ValueError`` naming the fix when the projector's output width differs from
+    the LLM's embedding size (checked before any training or decoding step).
+
+    Example
+    -------
+    >>> check_llm_width(TransformerProjector(8, 16, d_model=8, nhead=2, d_ffn=8), 32, "my-llm")
+    Traceback (most recent call last):
+    ...
+    ValueError: The projector outputs 16-dim vectors but my-llm has 32-dim embeddings: set --llm_dim=32 and use a projector (checkpoint) trained for this LLM.
+    """
+    if projector.llm_dim != llm_dim:
+        raise ValueError(
+            f"The projector outputs {projector.llm_dim}-dim vectors but {llm_name} has "
+            f"{llm_dim}-dim embeddings: set --llm_dim={llm_dim} and use a projector "
+            "(checkpoint) trained for this LLM."
+        )
 
 
 def load_projector_checkpoint(projector, path, device="cpu"):

@@ -26,15 +26,15 @@ from .data import (
     load_stage2_dataset,
     manifest_path,
     mixture_groups,
+    open_feature_cache,
 )
-from .features import FeatureCache, extract_to_cache
+from .features import extract_to_cache
 from .files import write_json
 from .hparams import load_hparams, resolve_device
 
 __all__ = [
     "start_experiment",
     "prepare_data",
-    "open_feature_cache",
     "extract_features_main",
     "evaluate_main",
     "holdout_split",
@@ -73,19 +73,6 @@ def prepare_data(prepare, hparams, splits):
             **(hparams.get("prepare_options") or {}),
         },
     )
-
-
-def open_feature_cache(folder, feature_dim, what="feature_folder"):
-    """The feature cache at ``folder``, checked to hold ``feature_dim``-dim features."""
-    cache = FeatureCache(folder)
-    if cache.dim != feature_dim:
-        raise ValueError(
-            f"feature_dim={feature_dim} but the feature cache {folder} ({what}) holds "
-            f"{cache.dim}-dim features ({cache.config.get('kind')} "
-            f"{cache.config.get('source')}): set --feature_dim={cache.dim} or point "
-            f"--{what} to the right cache."
-        )
-    return cache
 
 
 def extract_features_main(prepare, argv):
@@ -181,7 +168,7 @@ def _stage2_sources(hparams, cache, splits, with_asr):
                 "--asr_feature_folder to its output, or set --asr_probability=0."
             )
         asr_cache = open_feature_cache(
-            hparams["asr_feature_folder"], hparams["feature_dim"], "asr_feature_folder"
+            hparams["asr_feature_folder"], hparams["feature_dim"], key="asr_feature_folder"
         )
         sources.append({"csv": asr_csvs, "cache": asr_cache, "task": "asr"})
     return sources
@@ -238,7 +225,7 @@ def train_stage2_task_main(prepare, argv):
     Sec. 4.2); then the test sets decoded with the task prompt and scored (``EvalBrain``)."""
     from .brains import Stage2Brain
     from .evaluation import evaluate_test_sets
-    from .projector import load_projector_checkpoint
+    from .projector import check_llm_width, load_projector_checkpoint
 
     # 1. Hyperparameters and experiment folder
     _, run_opts, _, hparams = start_experiment(argv)
@@ -257,12 +244,7 @@ def train_stage2_task_main(prepare, argv):
 
     # 3. Datasets, LLM and the stage-1 projector
     llm = hparams["llm"]
-    if hparams["projector"].llm_dim != llm.embed_dim:
-        raise ValueError(
-            f"The projector outputs {hparams['projector'].llm_dim}-dim vectors but "
-            f"{hparams['llm_source']} has {llm.embed_dim}-dim embeddings: set "
-            f"--llm_dim={llm.embed_dim} (and use a stage-1 projector trained for this LLM)."
-        )
+    check_llm_width(hparams["projector"], llm.embed_dim, hparams["llm_source"])
     cache = open_feature_cache(hparams["feature_folder"], hparams["feature_dim"])
     prompt_kwargs = hparams["train_prompt_kwargs"]
     train_data = load_stage2_dataset(
@@ -408,19 +390,14 @@ def train_multitask_main(argv):
     from .brains import MultitaskBrain
     from .data import InterleavedBatchSampler, group_weights, load_text_dataset
     from .lora import load_lora, save_lora
-    from .projector import load_projector_checkpoint
+    from .projector import check_llm_width, load_projector_checkpoint
 
     # 1. Hyperparameters and experiment folder
     _, run_opts, _, hparams = start_experiment(argv)
 
     # 2. Modules, checked before any data is read: projector width, adapter base model
     llm, projector = hparams["llm"], hparams["projector"]
-    if projector.llm_dim != llm.embed_dim:
-        raise ValueError(
-            f"The projector outputs {projector.llm_dim}-dim vectors but {hparams['llm_source']} "
-            f"has {llm.embed_dim}-dim embeddings: set --llm_dim={llm.embed_dim} (and a "
-            "projector checkpoint trained for this LLM)."
-        )
+    check_llm_width(projector, llm.embed_dim, hparams["llm_source"])
     if hparams["projector_init"]:
         load_projector_checkpoint(projector, hparams["projector_init"])
     if hparams["lora_adapter"]:

@@ -53,14 +53,12 @@ Authors
 speechmapper developers, 2026
 """
 
-import argparse
 import csv
-import json
 import logging
 import os
 import re
 
-from speechmapper_plugin.preparation import layout_error, run_preparation
+from speechmapper_plugin.preparation import layout_error, prepare_cli, run_preparation
 from speechmapper_plugin.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -330,19 +328,10 @@ def prepare_covost2(
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_folder", help="Common Voice English 4 folder (holding clips/)")
-    parser.add_argument("save_folder")
-    parser.add_argument("splits", nargs="+", help="<split>_en-<tgt>, e.g. test_en-de test_en-zh")
-    parser.add_argument("--covost_folder", default=None, help="default: data_folder")
-    parser.add_argument("--max_duration", type=float, default=None)
-    args = parser.parse_args()
-    summary = prepare_covost2(
-        args.data_folder,
-        args.save_folder,
-        args.splits,
-        max_duration=args.max_duration,
-        covost_folder=args.covost_folder,
+    prepare_cli(
+        prepare_covost2,
+        __doc__.split("\n\n")[0],
+        options=[
+            ("covost_folder", None, "folder of covost_v2.en_<tgt>.tsv (default: data_folder)")
+        ],
     )
-    print(json.dumps(summary, indent=2))

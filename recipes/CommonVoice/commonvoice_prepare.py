@@ -44,15 +44,13 @@ Authors
 speechmapper developers, 2026
 """
 
-import argparse
 import csv
 import glob
-import json
 import logging
 import os
 import re
 
-from speechmapper_plugin.preparation import layout_error, run_preparation
+from speechmapper_plugin.preparation import layout_error, prepare_cli, run_preparation
 from speechmapper_plugin.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -222,11 +220,10 @@ def prepare_commonvoice(
     dict
         Per split: ``utterances``, ``hours``, ``skipped`` (reason -> count).
     """
+    if version == "any":  # the command line's way to disable the release check
+        version = None
     if skip_prep:
         return {}
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown:
-        raise ValueError(f"{DATASET}: unknown split(s) {unknown}; valid splits: {list(SPLITS)}.")
     data_folder = os.path.abspath(data_folder)
     return run_preparation(
         DATASET,
@@ -237,28 +234,21 @@ def prepare_commonvoice(
         required=["wrd"],
         max_duration=max_duration,
         skip_prep=skip_prep,
+        valid_splits=SPLITS,
         options={"language": LANGUAGE, "version": version},
     )
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_folder")
-    parser.add_argument("save_folder")
-    parser.add_argument("splits", nargs="+", choices=SPLITS)
-    parser.add_argument("--max_duration", type=float, default=None)
-    parser.add_argument(
-        "--version",
-        default=PAPER_VERSION,
-        help="expected release (cv-corpus-<version>-*); 'any' disables the check",
+    prepare_cli(
+        prepare_commonvoice,
+        __doc__.split("\n\n")[0],
+        splits=SPLITS,
+        options=[
+            (
+                "version",
+                PAPER_VERSION,
+                "expected release (cv-corpus-<version>-*); 'any' disables the check",
+            )
+        ],
     )
-    args = parser.parse_args()
-    summary = prepare_commonvoice(
-        args.data_folder,
-        args.save_folder,
-        args.splits,
-        max_duration=args.max_duration,
-        version=None if args.version == "any" else args.version,
-    )
-    print(json.dumps(summary, indent=2))

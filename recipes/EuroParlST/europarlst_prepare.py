@@ -52,13 +52,11 @@ Authors
 speechmapper developers, 2026
 """
 
-import argparse
-import json
 import logging
 import math
 import os
 
-from speechmapper_plugin.preparation import layout_error, run_preparation
+from speechmapper_plugin.preparation import layout_error, prepare_cli, run_preparation
 from speechmapper_plugin.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -300,14 +298,4 @@ def prepare_europarlst(data_folder, save_folder, splits, max_duration=None, skip
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_folder")
-    parser.add_argument("save_folder")
-    parser.add_argument("splits", nargs="+", choices=SPLITS, metavar="split")
-    parser.add_argument("--max_duration", type=float, default=None)
-    args = parser.parse_args()
-    summary = prepare_europarlst(
-        args.data_folder, args.save_folder, args.splits, max_duration=args.max_duration
-    )
-    print(json.dumps(summary, indent=2))
+    prepare_cli(prepare_europarlst, __doc__.split("\n\n")[0], splits=SPLITS)

@@ -53,7 +53,6 @@ Authors
 speechmapper developers, 2026
 """
 
-import argparse
 import hashlib
 import json
 import logging
@@ -61,7 +60,7 @@ import os
 import re
 
 from speechmapper_plugin.data import ANSWER_SEPARATOR
-from speechmapper_plugin.preparation import layout_error, run_preparation
+from speechmapper_plugin.preparation import layout_error, prepare_cli, run_preparation
 from speechmapper_plugin.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -314,9 +313,6 @@ def prepare_librisqa(
     """
     if skip_prep:
         return {}
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown:
-        raise ValueError(f"{DATASET}: unknown split(s) {unknown}; valid splits: {list(SPLITS)}.")
     data_folder = os.path.abspath(data_folder)
     librispeech_folder = os.path.abspath(librispeech_folder or data_folder)
     return run_preparation(
@@ -328,24 +324,15 @@ def prepare_librisqa(
         required=["question", "tgt"],
         max_duration=max_duration,
         skip_prep=skip_prep,
+        valid_splits=SPLITS,
         options={"librispeech_folder": librispeech_folder},
     )
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_folder")
-    parser.add_argument("save_folder")
-    parser.add_argument("splits", nargs="+", choices=list(SPLITS))
-    parser.add_argument("--librispeech_folder", default=None)
-    parser.add_argument("--max_duration", type=float, default=None)
-    args = parser.parse_args()
-    summary = prepare_librisqa(
-        args.data_folder,
-        args.save_folder,
-        args.splits,
-        max_duration=args.max_duration,
-        librispeech_folder=args.librispeech_folder,
+    prepare_cli(
+        prepare_librisqa,
+        __doc__.split("\n\n")[0],
+        splits=list(SPLITS),
+        options=[("librispeech_folder", None, "LibriSpeech root (default: data_folder)")],
     )
-    print(json.dumps(summary, indent=2))

@@ -22,12 +22,10 @@ speechmapper developers, 2026
 """
 
 import glob
-import json
 import logging
 import os
-import sys
 
-from speechmapper_plugin.preparation import run_preparation
+from speechmapper_plugin.preparation import prepare_cli, run_preparation
 from speechmapper_plugin.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -140,7 +138,4 @@ def prepare_librispeech(data_folder, save_folder, splits, max_duration=None, ski
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if len(sys.argv) < 4:
-        sys.exit(__doc__)
-    print(json.dumps(prepare_librispeech(sys.argv[1], sys.argv[2], sys.argv[3:]), indent=2))
+    prepare_cli(prepare_librispeech, __doc__.split("\n\n")[0], splits=KNOWN_SPLITS)

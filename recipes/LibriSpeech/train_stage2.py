@@ -23,7 +23,7 @@ from speechbrain.utils.distributed import run_on_main
 from speechmapper_plugin.brains import Stage2Brain
 from speechmapper_plugin.data import dataio_prepare, fixed_steps_loader_kwargs
 from speechmapper_plugin.hparams import load_hparams
-from speechmapper_plugin.projector import load_projector_checkpoint
+from speechmapper_plugin.projector import check_llm_width, load_projector_checkpoint
 
 if __name__ == "__main__":
     # 1. Hyperparameters and experiment folder (--key=value overrides any YAML key)
@@ -50,12 +50,7 @@ if __name__ == "__main__":
 
     # 3. Datasets and the stage-1 projector (a resumed run reloads its own checkpoint)
     llm = hparams["llm"]
-    if hparams["projector"].llm_dim != llm.embed_dim:
-        raise ValueError(
-            f"The projector outputs {hparams['projector'].llm_dim}-dim vectors but "
-            f"{hparams['llm_source']} has {llm.embed_dim}-dim embeddings: set "
-            f"--llm_dim={llm.embed_dim} (and use a stage-1 projector trained for this LLM)."
-        )
+    check_llm_width(hparams["projector"], llm.embed_dim, hparams["llm_source"])
     train_data, valid_data, test_datasets = dataio_prepare(hparams, llm.tokenizer)
     load_projector_checkpoint(hparams["projector"], hparams["stage1_checkpoint"])
 

@@ -57,7 +57,6 @@ Authors
 speechmapper developers, 2026
 """
 
-import argparse
 import json
 import logging
 import os
@@ -67,7 +66,7 @@ import numpy as np
 import soundfile
 
 from speechmapper_plugin.data import ANSWER_SEPARATOR
-from speechmapper_plugin.preparation import layout_error, run_preparation
+from speechmapper_plugin.preparation import layout_error, prepare_cli, run_preparation
 from speechmapper_plugin.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -299,9 +298,6 @@ def prepare_spokensquad(data_folder, save_folder, splits, max_duration=None, ski
     """
     if skip_prep:
         return {}
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown:
-        raise ValueError(f"{DATASET}: unknown split(s) {unknown}; valid splits: {list(SPLITS)}.")
     data_folder = os.path.abspath(data_folder)
     save_folder = os.path.abspath(save_folder)
     return run_preparation(
@@ -313,6 +309,7 @@ def prepare_spokensquad(data_folder, save_folder, splits, max_duration=None, ski
         required=["question", "tgt", "context"],
         max_duration=max_duration,
         skip_prep=skip_prep,
+        valid_splits=SPLITS,
         options={
             "passage_audio": "concatenated sentence wavs",
             "audio_folder": os.path.join(save_folder, "audio"),
@@ -321,14 +318,4 @@ def prepare_spokensquad(data_folder, save_folder, splits, max_duration=None, ski
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_folder")
-    parser.add_argument("save_folder")
-    parser.add_argument("splits", nargs="+", choices=list(SPLITS))
-    parser.add_argument("--max_duration", type=float, default=None)
-    args = parser.parse_args()
-    summary = prepare_spokensquad(
-        args.data_folder, args.save_folder, args.splits, max_duration=args.max_duration
-    )
-    print(json.dumps(summary, indent=2))
+    prepare_cli(prepare_spokensquad, __doc__.split("\n\n")[0], splits=list(SPLITS))

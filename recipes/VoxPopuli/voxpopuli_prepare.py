@@ -41,13 +41,11 @@ Authors
 speechmapper developers, 2026
 """
 
-import argparse
 import csv
-import json
 import logging
 import os
 
-from speechmapper_plugin.preparation import layout_error, run_preparation
+from speechmapper_plugin.preparation import layout_error, prepare_cli, run_preparation
 from speechmapper_plugin.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -172,9 +170,6 @@ def prepare_voxpopuli(data_folder, save_folder, splits, max_duration=None, skip_
     """
     if skip_prep:
         return {}
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown:
-        raise ValueError(f"{DATASET}: unknown split(s) {unknown}; valid splits: {list(SPLITS)}.")
     data_folder = os.path.abspath(data_folder)
     return run_preparation(
         DATASET,
@@ -185,19 +180,10 @@ def prepare_voxpopuli(data_folder, save_folder, splits, max_duration=None, skip_
         required=["wrd"],
         max_duration=max_duration,
         skip_prep=skip_prep,
+        valid_splits=SPLITS,
         options={"language": LANGUAGE},
     )
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_folder")
-    parser.add_argument("save_folder")
-    parser.add_argument("splits", nargs="+", choices=SPLITS)
-    parser.add_argument("--max_duration", type=float, default=None)
-    args = parser.parse_args()
-    summary = prepare_voxpopuli(
-        args.data_folder, args.save_folder, args.splits, max_duration=args.max_duration
-    )
-    print(json.dumps(summary, indent=2))
+    prepare_cli(prepare_voxpopuli, __doc__.split("\n\n")[0], splits=SPLITS)

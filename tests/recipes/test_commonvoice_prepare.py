@@ -1,13 +1,11 @@
 """Tests for recipes/CommonVoice/commonvoice_prepare.py on a tiny Common Voice 17.0 release tree
 (mp3 clips, tab-separated tsv files with literal, unbalanced quotes)."""
 
-import csv
-import json
-import os
 import pathlib
 import sys
 
 import numpy as np
+import prepare_checks as pc
 import pytest
 import soundfile as sf
 
@@ -79,12 +77,6 @@ def corpus(tmp_path):
     return tmp_path / "cv"
 
 
-def _read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        return next(reader), list(reader)
-
-
 def _prepare(data_folder, save, splits=("test", "dev"), **kwargs):
     return cv.prepare_commonvoice(str(data_folder), str(save), list(splits), **kwargs)
 
@@ -92,12 +84,12 @@ def _prepare(data_folder, save, splits=("test", "dev"), **kwargs):
 def test_manifest_rows(corpus, tmp_path):
     save = tmp_path / "m"
     summary = _prepare(corpus, save)
-    header, rows = _read_csv(save / "test.csv")
+    header, rows = pc.read_csv(save / "test.csv")
     assert header == ["ID", "duration", "wav", "spk_id", "wrd", "transcript", "task"]
     assert [tuple(r[:2] + r[3:]) for r in rows] == EXPECTED_TEST
     clips = corpus / RELEASE / "en" / "clips"
     assert [r[2] for r in rows] == [str(clips / f"{r[0]}.mp3") for r in rows]
-    _, dev = _read_csv(save / "dev.csv")
+    _, dev = pc.read_csv(save / "dev.csv")
     assert [(r[0], r[1], r[4], r[5]) for r in dev] == [
         ("common_voice_en_200", "0.25", "dev sentence", "Dev sentence.")
     ]
@@ -115,35 +107,24 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
         "empty_wrd": 1,
         "malformed_row": 1,
     }
-    assert json.loads((save / "prepare_summary.json").read_text()) == summary
-    lines = (save / "test.skipped.tsv").read_text(encoding="utf-8").splitlines()
-    listed = {line.split("\t")[0]: line.split("\t") for line in lines}
-    assert {k: v[1] for k, v in listed.items()} == EXPECTED_SKIPS
+    pc.assert_summary_file(save, summary)
+    listed = pc.assert_skip_reasons(save, "test", EXPECTED_SKIPS)
     assert listed["common_voice_en_103"][2].endswith("clips/common_voice_en_103.mp3")
     assert "test.tsv:8: 3 fields, 13 expected" in listed["common_voice_en_105"][2]
 
 
 def test_second_call_is_a_no_op(corpus, tmp_path, monkeypatch):
     save = tmp_path / "m"
-    first = _prepare(corpus, save)
-    inodes = {name: (save / name).stat().st_ino for name in os.listdir(save)}
-
-    def fail(*args, **kwargs):
-        raise AssertionError("read_split called although the manifests are up to date")
-
-    monkeypatch.setattr(cv, "read_split", fail)
-    assert _prepare(corpus, save) == first
-    assert {name: (save / name).stat().st_ino for name in os.listdir(save)} == inodes
+    pc.assert_second_call_is_a_no_op(
+        monkeypatch, cv, "read_split", lambda: _prepare(corpus, save), save
+    )
 
 
 @pytest.mark.parametrize("sub", [RELEASE, f"{RELEASE}/en"])
 def test_data_folder_may_be_the_release_or_en_folder(corpus, tmp_path, sub):
     _prepare(corpus, tmp_path / "a")
     _prepare(corpus / sub, tmp_path / "b")
-    for split in ("test", "dev"):
-        assert (tmp_path / "a" / f"{split}.csv").read_text() == (
-            tmp_path / "b" / f"{split}.csv"
-        ).read_text()
+    pc.assert_same_manifests(tmp_path / "a", tmp_path / "b", ("test", "dev"))
 
 
 def test_other_release_is_refused_unless_asked(tmp_path):
@@ -166,19 +147,14 @@ def test_the_paper_release_is_picked_among_several(corpus, tmp_path):
     other = corpus / "cv-corpus-16.1-2023-12-06" / "en"
     _write_release(other, {"test": ([(SPK_A, "common_voice_en_1.mp3", "Old one.", 0.5)], [])})
     _prepare(corpus, tmp_path / "m", splits=["test"])
-    _, rows = _read_csv(tmp_path / "m" / "test.csv")
+    _, rows = pc.read_csv(tmp_path / "m" / "test.csv")
     assert [r[0] for r in rows] == [r[0] for r in EXPECTED_TEST]
     with pytest.raises(FileNotFoundError, match="Several releases hold en/test.tsv"):
         _prepare(corpus, tmp_path / "n", splits=["test"], version=None)
 
 
 def test_wrong_layout_names_the_expected_one(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(FileNotFoundError) as err:
-        _prepare(empty, tmp_path / "m")
-    message = str(err.value)
-    assert "it holds: nothing" in message
+    message = pc.empty_folder_error(tmp_path, lambda folder: _prepare(folder, tmp_path / "m"))
     assert "test.tsv in <data_folder>/cv-corpus-<version>-<date>/en/<split>.tsv" in message
     assert "en/clips/*.mp3" in message
     assert "common_voice_17_0" in message

@@ -1,13 +1,12 @@
 """Tests for recipes/CoVoST2/covost2_prepare.py on a tiny Common Voice 4 English folder (mp3
 clips, validated.tsv) and CoVoST 2 tsv files (en-de, en-zh-CN; literal unbalanced quotes)."""
 
-import csv
-import json
 import os
 import pathlib
 import sys
 
 import numpy as np
+import prepare_checks as pc
 import pytest
 import soundfile as sf
 
@@ -119,12 +118,6 @@ def corpus(tmp_path_factory):
     return en, covost
 
 
-def _read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        return next(reader), list(reader)
-
-
 def _prepare(corpus, save, splits=("test_en-de", "test_en-zh"), **kwargs):
     en, covost = corpus
     kwargs.setdefault("covost_folder", str(covost))
@@ -134,7 +127,7 @@ def _prepare(corpus, save, splits=("test_en-de", "test_en-zh"), **kwargs):
 def test_manifest_rows(corpus, tmp_path):
     save = tmp_path / "m"
     summary = _prepare(corpus, save)
-    header, rows = _read_csv(save / "test_en-de.csv")
+    header, rows = pc.read_csv(save / "test_en-de.csv")
     assert header == [
         "ID",
         "duration",
@@ -155,7 +148,7 @@ def test_manifest_rows(corpus, tmp_path):
     ]
     de_rows = rows
     # Chinese targets are kept exactly (UTF-8); tgt_lang (and the ID suffix) is the ISO code
-    zh_header, rows = _read_csv(save / "test_en-zh.csv")
+    zh_header, rows = pc.read_csv(save / "test_en-zh.csv")
     assert zh_header == header
     assert [(r[0], r[3], r[7], r[8]) for r in rows] == [
         ("common_voice_en_1-zh", "common_voice_en_1", EN_ZH[0][1], "zh"),
@@ -174,17 +167,17 @@ def test_manifest_rows(corpus, tmp_path):
 def test_train_holds_the_extended_covost_rows_and_dev_its_own(corpus, tmp_path):
     save = tmp_path / "m"
     summary = _prepare(corpus, save, splits=["train_en-de", "dev_en-de", "dev_en-zh-CN"])
-    _, rows = _read_csv(save / "train_en-de.csv")
+    _, rows = pc.read_csv(save / "train_en-de.csv")
     assert [(r[0], r[1], r[3], r[4], r[7]) for r in rows] == [
         ("common_voice_en_6-de", "0.25", "common_voice_en_6", SPK_A, "Erweiterte Trainingszeile."),
         ("common_voice_en_7-de", "0.25", "common_voice_en_7", SPK_B, "Trainingszeile."),
     ]
-    _, rows = _read_csv(save / "dev_en-de.csv")
+    _, rows = pc.read_csv(save / "dev_en-de.csv")
     assert [(r[0], r[3], r[5], r[7]) for r in rows] == [
         ("common_voice_en_8-de", "common_voice_en_8", "dev row", "Entwicklungszeile.")
     ]
     # a split named with the CoVoST code (zh-CN): the ID carries the ISO code
-    _, rows = _read_csv(save / "dev_en-zh-CN.csv")
+    _, rows = pc.read_csv(save / "dev_en-zh-CN.csv")
     assert [(r[0], r[3], r[7], r[8]) for r in rows] == [
         ("common_voice_en_8-zh", "common_voice_en_8", EN_ZH[2][1], "zh")
     ]
@@ -205,9 +198,8 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
         "malformed_row": 1,
         "too_long": 1,
     }
-    assert json.loads((save / "prepare_summary.json").read_text()) == summary
-    lines = (save / "test_en-de.skipped.tsv").read_text(encoding="utf-8").splitlines()
-    listed = [line.split("\t") for line in lines]
+    pc.assert_summary_file(save, summary)
+    listed = pc.read_skipped(save, "test_en-de")
     assert {u: r for u, r, _ in listed if r != "too_long"} == EXPECTED_SKIPS
     assert [(u, d) for u, r, d in listed if r == "too_long"] == [
         ("common_voice_en_1-de", "1.0s > 0.9s")
@@ -221,16 +213,9 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
 
 def test_second_call_is_a_no_op(corpus, tmp_path, monkeypatch):
     save = tmp_path / "m"
-    first = _prepare(corpus, save)
-    inodes = {name: (save / name).stat().st_ino for name in os.listdir(save)}
-
-    def fail(*args, **kwargs):
-        raise AssertionError("read_split called although the manifests are up to date")
-
-    with monkeypatch.context() as m:
-        m.setattr(cp, "read_split", fail)
-        assert _prepare(corpus, save) == first
-    assert {name: (save / name).stat().st_ino for name in os.listdir(save)} == inodes
+    pc.assert_second_call_is_a_no_op(
+        monkeypatch, cp, "read_split", lambda: _prepare(corpus, save), save
+    )
 
 
 def test_per_split_files_of_get_covost_splits(corpus, tmp_path):
@@ -248,9 +233,7 @@ def test_per_split_files_of_get_covost_splits(corpus, tmp_path):
         str(en.parent), str(tmp_path / "b"), ["test_en-de"], covost_folder=str(splits)
     )
     assert summary["test_en-de"] == {"utterances": 2, "hours": 0.0, "skipped": {}}
-    assert (tmp_path / "b" / "test_en-de.csv").read_text() == (
-        tmp_path / "a" / "test_en-de.csv"
-    ).read_text()
+    pc.assert_same_manifests(tmp_path / "b", tmp_path / "a", ["test_en-de"])
 
 
 def test_covost_folder_defaults_to_data_folder(corpus, tmp_path):
@@ -267,12 +250,10 @@ def test_covost_folder_defaults_to_data_folder(corpus, tmp_path):
 
 def test_wrong_layout_names_the_expected_one(corpus, tmp_path):
     en, covost = corpus
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(FileNotFoundError) as err:
-        cp.prepare_covost2(str(empty), str(tmp_path / "m"), ["test_en-de"])
-    message = str(err.value)
-    assert "it holds: nothing" in message
+    message = pc.empty_folder_error(
+        tmp_path,
+        lambda folder: cp.prepare_covost2(str(folder), str(tmp_path / "m"), ["test_en-de"]),
+    )
     assert "<data_folder>/clips/*.mp3" in message
     assert "<covost_folder>/covost_v2.en_<tgt>.tsv" in message
     assert "covost_v2.en_<tgt>.tsv.tar.gz" in message

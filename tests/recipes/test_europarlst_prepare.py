@@ -1,13 +1,11 @@
 """Tests for recipes/EuroParlST/europarlst_prepare.py on a tiny EuroParl-ST v1.1 tree (m4a
 speeches encoded with PyAV, parallel segments.lst / segments.en / segments.<tgt> files)."""
 
-import csv
-import json
-import os
 import pathlib
 import sys
 
 import numpy as np
+import prepare_checks as pc
 import pytest
 
 av = pytest.importorskip("av")
@@ -149,12 +147,6 @@ def corpus(tmp_path_factory):
     return data
 
 
-def _read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        return next(reader), list(reader)
-
-
 def _prepare(data_folder, save, splits=("test_en-de", "test_en-fr"), **kwargs):
     return ep.prepare_europarlst(str(data_folder), str(save), list(splits), **kwargs)
 
@@ -162,7 +154,7 @@ def _prepare(data_folder, save, splits=("test_en-de", "test_en-fr"), **kwargs):
 def test_manifest_rows(corpus, tmp_path):
     save = tmp_path / "m"
     summary = _prepare(corpus, save)
-    header, rows = _read_csv(save / "test_en-de.csv")
+    header, rows = pc.read_csv(save / "test_en-de.csv")
     assert header == [
         "ID",
         "duration",
@@ -182,7 +174,7 @@ def test_manifest_rows(corpus, tmp_path):
     assert [r[2] for r in rows] == [str(audios / f"{A}.m4a")] * 2 + [str(audios / f"{B}.m4a")]
     de_header, de_rows = header, rows
     # fr: no speakers.lst (no spk_id column); a U+2028 inside a translation is not a line break
-    header, rows = _read_csv(save / "test_en-fr.csv")
+    header, rows = pc.read_csv(save / "test_en-fr.csv")
     assert "spk_id" not in header
     assert [dict(zip(header, r)) for r in rows] == [
         {
@@ -239,9 +231,8 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
         "empty_tgt": 1,
         "too_long": 2,
     }
-    assert json.loads((save / "prepare_summary.json").read_text()) == summary
-    lines = (save / "test_en-de.skipped.tsv").read_text(encoding="utf-8").splitlines()
-    listed = [line.split("\t") for line in lines]
+    pc.assert_summary_file(save, summary)
+    listed = pc.read_skipped(save, "test_en-de")
     assert {u: r for u, r, _ in listed if r != "too_long"} == EXPECTED_SKIPS
     assert sorted(u for u, r, _ in listed if r == "too_long") == [
         f"{A}_0000000_0001250-de",
@@ -256,16 +247,9 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
 
 def test_second_call_is_a_no_op(corpus, tmp_path, monkeypatch):
     save = tmp_path / "m"
-    first = _prepare(corpus, save)
-    inodes = {name: (save / name).stat().st_ino for name in os.listdir(save)}
-
-    def fail(*args, **kwargs):
-        raise AssertionError("read_split called although the manifests are up to date")
-
-    with monkeypatch.context() as m:
-        m.setattr(ep, "read_split", fail)
-        assert _prepare(corpus, save) == first
-    assert {name: (save / name).stat().st_ino for name in os.listdir(save)} == inodes
+    pc.assert_second_call_is_a_no_op(
+        monkeypatch, ep, "read_split", lambda: _prepare(corpus, save), save
+    )
     # other options: prepared again
     assert _prepare(corpus, save, max_duration=1.2)["test_en-de"]["utterances"] == 1
 
@@ -273,10 +257,7 @@ def test_second_call_is_a_no_op(corpus, tmp_path, monkeypatch):
 def test_data_folder_may_be_the_release_folder(corpus, tmp_path):
     _prepare(corpus, tmp_path / "a")
     _prepare(corpus / "v1.1", tmp_path / "b")
-    for split in ("test_en-de", "test_en-fr"):
-        assert (tmp_path / "a" / f"{split}.csv").read_text() == (
-            tmp_path / "b" / f"{split}.csv"
-        ).read_text()
+    pc.assert_same_manifests(tmp_path / "a", tmp_path / "b", ("test_en-de", "test_en-fr"))
 
 
 def test_line_count_mismatch_is_a_corrupt_download(tmp_path):
@@ -296,12 +277,7 @@ def test_line_count_mismatch_is_a_corrupt_download(tmp_path):
 
 
 def test_wrong_layout_names_the_expected_one(corpus, tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(FileNotFoundError) as err:
-        _prepare(empty, tmp_path / "m")
-    message = str(err.value)
-    assert "it holds: nothing" in message
+    message = pc.empty_folder_error(tmp_path, lambda folder: _prepare(folder, tmp_path / "m"))
     assert "<data_folder>/v1.1/en/<tgt>/<set>/segments.lst" in message
     assert "<data_folder>/v1.1/en/audios/<speech_id>.m4a" in message
     assert "https://www.mllp.upv.es/europarl-st/" in message

@@ -1,14 +1,12 @@
 """Tests for recipes/FLEURS/fleurs_prepare.py on a tiny ``google/fleurs`` tree (``data/en_us``,
 header-less 7-column tsv files, wav files extracted from ``audio/<split>.tar.gz``)."""
 
-import csv
-import json
-import os
 import pathlib
 import sys
 import tarfile
 
 import numpy as np
+import prepare_checks as pc
 import pytest
 import soundfile as sf
 
@@ -89,12 +87,6 @@ def corpus(tmp_path):
     return tmp_path / "fleurs"
 
 
-def _read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        return next(reader), list(reader)
-
-
 def _prepare(data_folder, save, splits=("test", "dev"), **kwargs):
     return fl.prepare_fleurs(str(data_folder), str(save), list(splits), **kwargs)
 
@@ -102,12 +94,12 @@ def _prepare(data_folder, save, splits=("test", "dev"), **kwargs):
 def test_manifest_rows(corpus, tmp_path):
     save = tmp_path / "m"
     summary = _prepare(corpus, save)
-    header, rows = _read_csv(save / "test.csv")
+    header, rows = pc.read_csv(save / "test.csv")
     assert header == ["ID", "duration", "wav", "wrd", "transcript", "task"]
     assert [tuple(r[:2] + r[3:]) for r in rows] == EXPECTED_TEST
     audio = corpus / "data" / "en_us" / "audio" / "test"
     assert [r[2] for r in rows] == [str(audio / f"{r[0]}.wav") for r in rows]
-    _, dev = _read_csv(save / "dev.csv")
+    _, dev = pc.read_csv(save / "dev.csv")
     assert dev == [
         ["15", "0.25", str(corpus / "data/en_us/audio/dev/15.wav"), "dev sentence"]
         + ["Dev sentence.", "asr"]
@@ -125,35 +117,24 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
         "duplicate_id": 1,
         "malformed_row": 1,
     }
-    assert json.loads((save / "prepare_summary.json").read_text()) == summary
-    lines = (save / "test.skipped.tsv").read_text(encoding="utf-8").splitlines()
-    listed = {line.split("\t")[0]: line.split("\t") for line in lines}
-    assert {k: v[1] for k, v in listed.items()} == EXPECTED_SKIPS
+    pc.assert_summary_file(save, summary)
+    listed = pc.assert_skip_reasons(save, "test", EXPECTED_SKIPS)
     assert listed["12345678901234567890"][2].endswith("audio/test/12345678901234567890.wav")
     assert "test.tsv:7: 5 fields, 7 expected" in listed["14567890123456789012"][2]
 
 
 def test_second_call_is_a_no_op(corpus, tmp_path, monkeypatch):
     save = tmp_path / "m"
-    first = _prepare(corpus, save)
-    inodes = {name: (save / name).stat().st_ino for name in os.listdir(save)}
-
-    def fail(*args, **kwargs):
-        raise AssertionError("read_split called although the manifests are up to date")
-
-    monkeypatch.setattr(fl, "read_split", fail)
-    assert _prepare(corpus, save) == first
-    assert {name: (save / name).stat().st_ino for name in os.listdir(save)} == inodes
+    pc.assert_second_call_is_a_no_op(
+        monkeypatch, fl, "read_split", lambda: _prepare(corpus, save), save
+    )
 
 
 @pytest.mark.parametrize("sub", ["data", "data/en_us"])
 def test_data_folder_may_be_data_or_en_us(corpus, tmp_path, sub):
     _prepare(corpus, tmp_path / "a")
     _prepare(corpus / sub, tmp_path / "b")
-    for split in ("test", "dev"):
-        assert (tmp_path / "a" / f"{split}.csv").read_text() == (
-            tmp_path / "b" / f"{split}.csv"
-        ).read_text()
+    pc.assert_same_manifests(tmp_path / "a", tmp_path / "b", ("test", "dev"))
 
 
 def test_tarball_not_extracted(corpus, tmp_path):
@@ -176,12 +157,7 @@ def test_tarball_not_extracted(corpus, tmp_path):
 
 
 def test_wrong_layout_names_the_expected_one(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(FileNotFoundError) as err:
-        _prepare(empty, tmp_path / "m")
-    message = str(err.value)
-    assert "it holds: nothing" in message
+    message = pc.empty_folder_error(tmp_path, lambda folder: _prepare(folder, tmp_path / "m"))
     assert "test.tsv in <data_folder>/data/en_us/<split>.tsv" in message
     assert "huggingface.co/datasets/google/fleurs" in message
     # a clone without `git lfs pull`: the tsv is a pointer file

@@ -1,14 +1,13 @@
 """Tests for recipes/LibriSpeech/librispeech_prepare.py on a tiny fake LibriSpeech tree with
 awkward rows (missing / garbage audio, empty transcripts, too long, non-ASCII, punctuation)."""
 
-import csv
-import json
 import logging
 import os
 import pathlib
 import sys
 
 import numpy as np
+import prepare_checks as pc
 import pytest
 import soundfile as sf
 
@@ -73,13 +72,6 @@ def corpus(tmp_path):
     return tmp_path / "data"
 
 
-def _read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        return header, list(reader)
-
-
 def _prepare(corpus, save, **kwargs):
     return lp.prepare_librispeech(str(corpus), str(save), ["dev-clean", "test-clean"], **kwargs)
 
@@ -88,7 +80,7 @@ def test_manifests_rows_and_normalized_text(corpus, tmp_path, caplog):
     save = tmp_path / "manifests"
     with caplog.at_level(logging.WARNING, logger=lp.logger.name):
         summary = _prepare(corpus, save, max_duration=2.0)
-    header, rows = _read_csv(save / "dev-clean.csv")
+    header, rows = pc.read_csv(save / "dev-clean.csv")
     assert header == ["ID", "duration", "wav", "spk_id", "wrd"]
     assert [(r[0], r[1], r[3], r[4]) for r in rows] == EXPECTED_DEV_ROWS
     root = corpus / "LibriSpeech" / "dev-clean"
@@ -96,7 +88,7 @@ def test_manifests_rows_and_normalized_text(corpus, tmp_path, caplog):
         speaker, chapter, _ = row[0].split("-")
         assert row[2] == str(root / speaker / chapter / f"{row[0]}.flac")
         assert os.path.isfile(row[2])
-    _, test_rows = _read_csv(save / "test-clean.csv")
+    _, test_rows = pc.read_csv(save / "test-clean.csv")
     assert [(r[0], r[1], r[4]) for r in test_rows] == [("61-70968-0000", "0.75", "test one")]
     for utt_id in EXPECTED_SKIPS:  # every skip is logged with its id
         assert utt_id in caplog.text
@@ -114,10 +106,8 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
         "empty_transcript": 2,
         "too_long": 1,
     }
-    assert json.loads((save / "prepare_summary.json").read_text()) == summary
-    lines = (save / "dev-clean.skipped.tsv").read_text(encoding="utf-8").splitlines()
-    listed = {line.split("\t")[0]: line.split("\t") for line in lines}
-    assert {k: v[1] for k, v in listed.items()} == EXPECTED_SKIPS
+    pc.assert_summary_file(save, summary)
+    listed = pc.assert_skip_reasons(save, "dev-clean", EXPECTED_SKIPS)
     assert all(len(v) == 3 for v in listed.values())
     assert listed["1272-128104-0003"][2].endswith("1272-128104-0003.flac")
     assert listed["1272-128104-0005"][2].endswith("1272-128104.trans.txt:6")
@@ -127,22 +117,15 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
 
 def test_rerun_with_same_options_does_not_rewrite(corpus, tmp_path, monkeypatch):
     save = tmp_path / "manifests"
-    first = _prepare(corpus, save, max_duration=2.0)
-    inodes = {name: (save / name).stat().st_ino for name in os.listdir(save)}
-
-    def fail(*args, **kwargs):
-        raise AssertionError("prepare_split called although the manifests are up to date")
-
-    with monkeypatch.context() as m:
-        m.setattr(lp, "prepare_split", fail)
-        assert _prepare(corpus, save, max_duration=2.0) == first
-    assert {name: (save / name).stat().st_ino for name in os.listdir(save)} == inodes
+    _, inodes = pc.assert_second_call_is_a_no_op(
+        monkeypatch, lp, "prepare_split", lambda: _prepare(corpus, save, max_duration=2.0), save
+    )
 
     # other options: prepared again (the long utterance is now kept)
     second = _prepare(corpus, save, max_duration=None)
     assert second["dev-clean"]["utterances"] == 5
     assert "too_long" not in second["dev-clean"]["skipped"]
-    _, rows = _read_csv(save / "dev-clean.csv")
+    _, rows = pc.read_csv(save / "dev-clean.csv")
     assert "1272-128104-0007" in [r[0] for r in rows]
     assert (save / "dev-clean.csv").stat().st_ino != inodes["dev-clean.csv"]
 
@@ -159,20 +142,12 @@ def test_missing_manifest_is_prepared_again(corpus, tmp_path):
 def test_data_folder_may_be_the_librispeech_folder_itself(corpus, tmp_path):
     _prepare(corpus, tmp_path / "a")
     _prepare(corpus / "LibriSpeech", tmp_path / "b")
-    for split in ("dev-clean", "test-clean"):
-        assert (tmp_path / "a" / f"{split}.csv").read_text() == (
-            tmp_path / "b" / f"{split}.csv"
-        ).read_text()
+    pc.assert_same_manifests(tmp_path / "a", tmp_path / "b", ("dev-clean", "test-clean"))
 
 
 def test_wrong_layout_describes_the_expected_one(tmp_path, corpus):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(FileNotFoundError) as err:
-        _prepare(empty, tmp_path / "m")
-    message = str(err.value)
+    message = pc.empty_folder_error(tmp_path, lambda folder: _prepare(folder, tmp_path / "m"))
     assert "['dev-clean', 'test-clean']" in message
-    assert "it holds: nothing" in message
     assert (
         "<data_folder>/LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac"
         in message
@@ -211,9 +186,9 @@ def test_skip_prep_does_nothing(tmp_path):
 def test_wav_paths_are_absolute_for_a_relative_data_folder(corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(corpus)
     lp.prepare_librispeech(".", str(tmp_path / "m"), ["test-clean"])
-    _, rows = _read_csv(tmp_path / "m" / "test-clean.csv")
+    _, rows = pc.read_csv(tmp_path / "m" / "test-clean.csv")
     assert os.path.isabs(rows[0][2])
     monkeypatch.chdir(tmp_path)  # same data, another working folder: manifests reused
     lp.prepare_librispeech(str(corpus), str(tmp_path / "m"), ["test-clean"])
-    _, rows = _read_csv(tmp_path / "m" / "test-clean.csv")
+    _, rows = pc.read_csv(tmp_path / "m" / "test-clean.csv")
     assert os.path.isfile(rows[0][2])

@@ -3,14 +3,13 @@ the Hugging Face layout) plus a separate fake LibriSpeech tree, with awkward ent
 audio, an exact duplicate entry, several questions on one utterance, non-ASCII text, a malformed
 speech_path, an empty answer, an utterance absent from its trans.txt, a list of answers."""
 
-import csv
 import hashlib
 import json
-import os
 import pathlib
 import sys
 
 import numpy as np
+import prepare_checks as pc
 import pytest
 import soundfile as sf
 
@@ -147,11 +146,6 @@ def corpus(tmp_path):
     return data, ls
 
 
-def _read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def _prepare(corpus, save, splits=("partI_test", "partII_test"), **kwargs):
     data, ls = corpus
     kwargs.setdefault("librispeech_folder", str(ls))
@@ -177,7 +171,7 @@ def test_part1_rows(corpus, tmp_path):
             "context",
             "task",
         ]
-    rows = _read_csv(save / "partI_test.csv")
+    rows = pc.read_csv_dicts(save / "partI_test.csv")
     stew = "HE HOPED THERE WOULD BE STEW FOR DINNER"
     cafe = "CAF\u00c9 NOIR AND BREAD"
 
@@ -238,7 +232,7 @@ def test_part1_rows(corpus, tmp_path):
 def test_part2_question_holds_the_choices_and_tgt_the_answer_field(corpus, tmp_path):
     save = tmp_path / "m"
     summary = _prepare(corpus, save)
-    rows = _read_csv(save / "partII_test.csv")
+    rows = pc.read_csv_dicts(save / "partII_test.csv")
     assert len(rows) == 1
     assert rows[0]["ID"] == qid("1089-134686-0000", MC_QUESTION)
     assert rows[0]["question"] == MC_QUESTION
@@ -259,11 +253,8 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
         "empty_transcript": 1,
         "too_long": 1,
     }
-    assert json.loads((save / "prepare_summary.json").read_text()) == summary
-    listed = {
-        line.split("\t")[0]: line.split("\t")[1:]
-        for line in (save / "partI_test.skipped.tsv").read_text("utf-8").splitlines()
-    }
+    pc.assert_summary_file(save, summary)
+    listed = {fields[0]: fields[1:] for fields in pc.read_skipped(save, "partI_test")}
     assert listed == {
         qid("1089-134686-0000", "What did he hope there would be?"): [
             "duplicate_id",
@@ -289,16 +280,9 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
 
 def test_rerun_is_a_noop(corpus, tmp_path, monkeypatch):
     save = tmp_path / "m"
-    first = _prepare(corpus, save, max_duration=2.0)
-    inodes = {n: (save / n).stat().st_ino for n in os.listdir(save)}
-
-    def fail(*args, **kwargs):
-        raise AssertionError("read_split called although the manifests are up to date")
-
-    with monkeypatch.context() as m:
-        m.setattr(lsqa, "read_split", fail)
-        assert _prepare(corpus, save, max_duration=2.0) == first
-    assert {n: (save / n).stat().st_ino for n in os.listdir(save)} == inodes
+    pc.assert_second_call_is_a_no_op(
+        monkeypatch, lsqa, "read_split", lambda: _prepare(corpus, save, max_duration=2.0), save
+    )
     second = _prepare(corpus, save, max_duration=None)  # other options: prepared again
     assert second["partI_test"]["utterances"] == 5
 
@@ -311,21 +295,19 @@ def test_train_split_default_librispeech_folder_and_old_file_name(corpus, tmp_pa
     (data / "LibriSQA-PartI" / "LibriSQA-PartI-train.json").rename(old)
     summary = lsqa.prepare_librisqa(str(data), str(tmp_path / "m"), ["partI_train"])
     assert summary["partI_train"]["utterances"] == 1
-    row = _read_csv(tmp_path / "m" / "partI_train.csv")[0]
+    row = pc.read_csv_dicts(tmp_path / "m" / "partI_train.csv")[0]
     assert row["wav"] == str(data / "LibriSpeech/train-clean-360/14/208/14-208-0000.flac")
     assert (row["audio_id"], row["spk_id"], row["wrd"]) == ("14-208-0000", "14", "nobody came")
 
 
 def test_wrong_layout_describes_the_expected_one(corpus, tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(FileNotFoundError) as err:
-        lsqa.prepare_librisqa(str(empty), str(tmp_path / "m"), ["partI_test"])
-    message = str(err.value)
+    message = pc.empty_folder_error(
+        tmp_path,
+        lambda folder: lsqa.prepare_librisqa(str(folder), str(tmp_path / "m"), ["partI_test"]),
+    )
     assert "LibriSQA-PartI-test.json in <data_folder>/LibriSQA-Part{I,II}/" in message
     assert "<librispeech_folder>/LibriSpeech/<subset>/<speaker>/<chapter>/" in message
     assert "huggingface.co/datasets/ZihanZhao/LibriSQA" in message
-    assert "it holds: nothing" in message
 
     # the LibriSQA files without LibriSpeech (librispeech_folder defaults to data_folder)
     with pytest.raises(FileNotFoundError, match=r"LibriSpeech test-clean for partI_test"):

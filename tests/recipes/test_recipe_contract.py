@@ -36,7 +36,12 @@ def _prepare_function(recipe):
         module = importlib.import_module(os.path.basename(script)[:-3])
     finally:
         sys.path.remove(folder)
-    (name,) = [n for n in dir(module) if n.startswith("prepare_")]
+    # the script's own prepare_<dataset> (not what it imports, e.g. preparation.prepare_cli)
+    (name,) = [
+        n
+        for n in dir(module)
+        if n.startswith("prepare_") and getattr(module, n).__module__ == module.__name__
+    ]
     return name, getattr(module, name)
 
 

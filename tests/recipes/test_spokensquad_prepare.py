@@ -3,13 +3,13 @@ v1.1 JSON + one TTS wav per context sentence) with awkward entries: a passage wi
 sentence wav, a passage without audio, duplicate question ids, repeated answers, non-ASCII text,
 an empty answer list, a too-long passage."""
 
-import csv
 import json
 import os
 import pathlib
 import sys
 
 import numpy as np
+import prepare_checks as pc
 import pytest
 import soundfile as sf
 
@@ -125,11 +125,6 @@ def corpus(tmp_path):
     return root
 
 
-def _read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def _prepare(corpus, save, splits=("test",), **kwargs):
     return ssp.prepare_spokensquad(str(corpus), str(save), list(splits), **kwargs)
 
@@ -152,7 +147,7 @@ def test_manifest_rows(corpus, tmp_path):
         "context",
         "task",
     ]
-    rows = _read_csv(save / "test.csv")
+    rows = pc.read_csv_dicts(save / "test.csv")
     assert [r["ID"] for r in rows] == ["q-coffee", "q-time"]
     wav = str(save / "audio" / "test" / "test_0_0.wav")
     common = {
@@ -182,7 +177,7 @@ def test_manifest_rows(corpus, tmp_path):
         "hours": 0.001,
         "skipped": {"duplicate_id": 1, "empty_tgt": 1, "missing_audio": 3, "too_long": 1},
     }
-    train = _read_csv(save / "train.csv")
+    train = pc.read_csv_dicts(save / "train.csv")
     assert [(r["ID"], r["audio_id"], r["duration"], r["tgt"]) for r in train] == [
         ("t1", "train_0_0", "0.5", "a")
     ]
@@ -204,9 +199,8 @@ def test_passage_audio_is_the_concatenation_of_its_sentences(corpus, tmp_path):
 def test_skips_are_counted_and_listed(corpus, tmp_path):
     save = tmp_path / "m"
     summary = _prepare(corpus, save, max_duration=2.0)
-    assert json.loads((save / "prepare_summary.json").read_text()) == summary
-    lines = (save / "test.skipped.tsv").read_text(encoding="utf-8").splitlines()
-    listed = [line.split("\t") for line in lines]
+    pc.assert_summary_file(save, summary)
+    listed = pc.read_skipped(save, "test")
     assert sorted((u, r) for u, r, _ in listed) == sorted(EXPECTED_SKIPS.items())
     details = {u: d for u, _, d in listed}
     assert details["q-gap1"].endswith("dev_wav/{0_1_1.wav} missing")
@@ -216,18 +210,12 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
 
 def test_rerun_is_a_noop_and_audio_is_reused(corpus, tmp_path, monkeypatch):
     save = tmp_path / "m"
-    first = _prepare(corpus, save, max_duration=2.0)
     passage = save / "audio" / "test" / "test_0_0.wav"
-    inodes = {n: (save / n).stat().st_ino for n in os.listdir(save) if n != "audio"}
-    passage_inode = passage.stat().st_ino
-
-    def fail(*args, **kwargs):
-        raise AssertionError("read_split called although the manifests are up to date")
-
-    with monkeypatch.context() as m:
-        m.setattr(ssp, "read_split", fail)
-        assert _prepare(corpus, save, max_duration=2.0) == first
-    assert {n: (save / n).stat().st_ino for n in os.listdir(save) if n != "audio"} == inodes
+    # the no-op check covers every file under save, the passage wavs in audio/ included
+    _, inodes = pc.assert_second_call_is_a_no_op(
+        monkeypatch, ssp, "read_split", lambda: _prepare(corpus, save, max_duration=2.0), save
+    )
+    passage_inode = inodes[os.path.join("audio", "test", "test_0_0.wav")]
 
     # manifest lost: prepared again, the passage wav (right length) is not rewritten
     expected = (save / "test.csv").read_text()
@@ -245,14 +233,9 @@ def test_rerun_is_a_noop_and_audio_is_reused(corpus, tmp_path, monkeypatch):
 
 
 def test_wrong_layout_describes_the_expected_one(tmp_path, corpus):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(FileNotFoundError) as err:
-        _prepare(empty, tmp_path / "m")
-    message = str(err.value)
+    message = pc.empty_folder_error(tmp_path, lambda folder: _prepare(folder, tmp_path / "m"))
     assert "spoken_test-v1.1.json in <data_folder>/spoken_{train,test}-v1.1.json" in message
     assert "Spoken-SQuAD_audio/{train_wav,dev_wav}/<article>_<paragraph>_<sentence>.wav" in message
-    assert "it holds: nothing" in message
 
     # JSON present, audio still zipped
     zipped = tmp_path / "zipped"

@@ -1,13 +1,12 @@
 """Tests for recipes/VoxPopuli/voxpopuli_prepare.py on a tiny tree in the layout written by the
 official ``voxpopuli.get_asr_data`` script (Ogg Vorbis segments, tab-separated manifests)."""
 
-import csv
-import json
 import os
 import pathlib
 import sys
 
 import numpy as np
+import prepare_checks as pc
 import pytest
 import soundfile as sf
 
@@ -91,12 +90,6 @@ def corpus(tmp_path):
     return root
 
 
-def _read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        return next(reader), list(reader)
-
-
 def _prepare(data_folder, save, splits=("test", "dev"), **kwargs):
     return vp.prepare_voxpopuli(str(data_folder), str(save), list(splits), **kwargs)
 
@@ -104,13 +97,13 @@ def _prepare(data_folder, save, splits=("test", "dev"), **kwargs):
 def test_manifest_rows(corpus, tmp_path):
     save = tmp_path / "m"
     summary = _prepare(corpus, save)
-    header, rows = _read_csv(save / "test.csv")
+    header, rows = pc.read_csv(save / "test.csv")
     assert header == ["ID", "duration", "wav", "spk_id", "wrd", "transcript", "task"]
     assert [tuple(r[:2] + r[3:]) for r in rows] == EXPECTED_TEST
     en = corpus / "transcribed_data" / "en"
     assert [r[2] for r in rows] == [str(en / r[0][:4] / f"{r[0]}.ogg") for r in rows]
     assert all(os.path.isabs(r[2]) and os.path.isfile(r[2]) for r in rows)
-    _, dev = _read_csv(save / "dev.csv")
+    _, dev = pc.read_csv(save / "dev.csv")
     assert dev == [
         [DEV, "0.25", str(en / "2020" / f"{DEV}.ogg"), "1", "thank you commissioner"]
         + ["Thank you, Commissioner.", "asr"]
@@ -129,10 +122,8 @@ def test_skips_are_counted_and_listed(corpus, tmp_path):
         "missing_audio": 1,
         "empty_wrd": 1,
     }
-    assert json.loads((save / "prepare_summary.json").read_text()) == summary
-    lines = (save / "test.skipped.tsv").read_text(encoding="utf-8").splitlines()
-    listed = {line.split("\t")[0]: line.split("\t") for line in lines}
-    assert {k: v[1] for k, v in listed.items()} == EXPECTED_SKIPS
+    pc.assert_summary_file(save, summary)
+    listed = pc.assert_skip_reasons(save, "test", EXPECTED_SKIPS)
     assert listed[U4][2].endswith(f"2019/{U4}.ogg")
     assert "asr_test.tsv:8: 4 fields, 8 expected" in listed[U6][2]
     assert (save / "dev.skipped.tsv").read_text() == ""
@@ -142,40 +133,26 @@ def test_max_duration(corpus, tmp_path):
     summary = _prepare(corpus, tmp_path / "m", splits=["test"], max_duration=0.8)
     assert summary["test"]["utterances"] == 2
     assert summary["test"]["skipped"]["too_long"] == 1
-    _, rows = _read_csv(tmp_path / "m" / "test.csv")
+    _, rows = pc.read_csv(tmp_path / "m" / "test.csv")
     assert U1 not in [r[0] for r in rows]
 
 
 def test_second_call_is_a_no_op(corpus, tmp_path, monkeypatch):
     save = tmp_path / "m"
-    first = _prepare(corpus, save)
-    inodes = {name: (save / name).stat().st_ino for name in os.listdir(save)}
-
-    def fail(*args, **kwargs):
-        raise AssertionError("read_split called although the manifests are up to date")
-
-    monkeypatch.setattr(vp, "read_split", fail)
-    assert _prepare(corpus, save) == first
-    assert {name: (save / name).stat().st_ino for name in os.listdir(save)} == inodes
+    pc.assert_second_call_is_a_no_op(
+        monkeypatch, vp, "read_split", lambda: _prepare(corpus, save), save
+    )
 
 
 @pytest.mark.parametrize("sub", ["transcribed_data", "transcribed_data/en"])
 def test_data_folder_may_be_a_subfolder(corpus, tmp_path, sub):
     _prepare(corpus, tmp_path / "a")
     _prepare(corpus / sub, tmp_path / "b")
-    for split in ("test", "dev"):
-        assert (tmp_path / "a" / f"{split}.csv").read_text() == (
-            tmp_path / "b" / f"{split}.csv"
-        ).read_text()
+    pc.assert_same_manifests(tmp_path / "a", tmp_path / "b", ("test", "dev"))
 
 
 def test_wrong_layout_names_the_expected_one(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(FileNotFoundError) as err:
-        _prepare(empty, tmp_path / "m")
-    message = str(err.value)
-    assert "it holds: nothing" in message
+    message = pc.empty_folder_error(tmp_path, lambda folder: _prepare(folder, tmp_path / "m"))
     assert "asr_test.tsv in <data_folder>/transcribed_data/en/asr_<split>.tsv" in message
     assert "<data_folder>/transcribed_data/en/<year>/<id>.ogg" in message
     assert "voxpopuli.get_asr_data --root <data_folder> --lang en" in message

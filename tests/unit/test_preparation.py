@@ -166,3 +166,27 @@ def test_flac_segment_is_exact(tmp_path):
     assert segment[0].item() == pytest.approx(0.25, abs=1e-4)
     with pytest.raises(AudioError, match="Bad segment start=0.5 stop=0.25"):
         load_audio(path, start=0.5, stop=0.25)
+
+
+def test_unknown_split_is_named_with_the_valid_ones(data, tmp_path):
+    with pytest.raises(
+        ValueError, match=r"Toy: unknown split\(s\) \['test'\]; valid splits: \['dev'\]"
+    ):
+        _prepare(data, tmp_path / "m", None, valid_splits=("dev",))
+
+
+def test_prepare_cli_forwards_arguments_and_prints_the_summary(capsys):
+    from speechmapper_plugin.preparation import prepare_cli
+
+    calls = []
+
+    def prepare(data_folder, save_folder, splits, max_duration=None, extra=None):
+        calls.append((data_folder, save_folder, splits, max_duration, extra))
+        return {"test": {"utterances": 1}}
+
+    argv = ["/d", "/s", "test", "--max_duration", "20", "--extra", "x"]
+    prepare_cli(prepare, "Toy.", splits=["test"], options=[("extra", None, "")], argv=argv)
+    assert calls == [("/d", "/s", ["test"], 20.0, "x")]
+    assert json.loads(capsys.readouterr().out) == {"test": {"utterances": 1}}
+    with pytest.raises(SystemExit):
+        prepare_cli(prepare, "Toy.", splits=["test"], argv=["/d", "/s", "train"])
