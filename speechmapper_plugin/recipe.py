@@ -38,6 +38,7 @@ __all__ = [
     "extract_features_main",
     "evaluate_main",
     "holdout_split",
+    "fit_for_steps",
     "train_stage2_task_main",
     "train_text_lora_main",
     "train_multitask_main",
@@ -114,6 +115,25 @@ def extract_features_main(prepare, argv):
     # 4. Summary
     write_json(os.path.join(hparams["output_folder"], "extract_summary.json"), summaries)
     return summaries
+
+
+def fit_for_steps(brain, hparams, train_data, valid_data, make_sampler, **loader_kwargs):
+    """Train for ``max_steps`` optimizer steps with the batch sampler ``make_sampler(n)``
+    builds for ``n`` batches (steps x gradient accumulation), then load the checkpoint with
+    the lowest validation loss."""
+    sampler = make_sampler(hparams["max_steps"] * brain.grad_accumulation_factor)
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs={
+            "batch_sampler": sampler,
+            "num_workers": hparams["num_workers"],
+            **loader_kwargs,
+        },
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+    brain.checkpointer.recover_if_possible(min_key="loss")
 
 
 def _test_sets(hparams, cache):
@@ -280,23 +300,19 @@ def train_stage2_task_main(prepare, argv):
     )
 
     # 5. Training: max_steps optimizer steps of task batches (ASR batches with asr_probability)
-    sampler = TaskMixtureBatchSampler(
-        mixture_groups(train_data, "task"),
-        {task: 1.0 - asr_p, "asr": asr_p} if asr_p > 0 else {task: 1.0},
-        hparams["batch_size"],
-        num_batches=hparams["max_steps"] * brain.grad_accumulation_factor,
-        seed=hparams["seed"],
-    )
-    brain.fit(
-        brain.hparams.epoch_counter,
+    groups = mixture_groups(train_data, "task")
+    weights = {task: 1.0 - asr_p, "asr": asr_p} if asr_p > 0 else {task: 1.0}
+    fit_for_steps(
+        brain,
+        hparams,
         train_data,
         valid_data,
-        train_loader_kwargs={"batch_sampler": sampler, "num_workers": hparams["num_workers"]},
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+        lambda n: TaskMixtureBatchSampler(
+            groups, weights, hparams["batch_size"], n, hparams["seed"]
+        ),
     )
 
     # 6. Test: the best checkpoint (lowest validation loss), task prompt, task metrics
-    brain.checkpointer.recover_if_possible(min_key="loss")
     test_sets = _test_sets(hparams, cache)
     modules = {"projector": hparams["projector"], "llm": llm}  # the trained, unwrapped modules
     return evaluate_test_sets(hparams, run_opts, test_sets, modules=modules)
@@ -353,23 +369,18 @@ def train_text_lora_main(argv):
     )
 
     # 5. Training: max_steps optimizer steps, tasks drawn with task_weights
-    sampler = TaskMixtureBatchSampler(
-        groups,
-        hparams["task_weights"],
-        hparams["batch_size"],
-        num_batches=hparams["max_steps"] * brain.grad_accumulation_factor,
-        seed=hparams["seed"],
-    )
-    brain.fit(
-        brain.hparams.epoch_counter,
+    weights = hparams["task_weights"]
+    fit_for_steps(
+        brain,
+        hparams,
         train_data,
         valid_data,
-        train_loader_kwargs={"batch_sampler": sampler, "num_workers": hparams["num_workers"]},
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+        lambda n: TaskMixtureBatchSampler(
+            groups, weights, hparams["batch_size"], n, hparams["seed"]
+        ),
     )
 
     # 6. The best adapter, as a standard peft adapter folder
-    brain.checkpointer.recover_if_possible(min_key="loss")
     folder = os.path.join(hparams["output_folder"], "adapter")
     if sb.utils.distributed.if_main_process():
         save_lora(llm, folder)
@@ -441,28 +452,18 @@ def train_multitask_main(argv):
     )
 
     # 5. Training: max_steps optimizer steps over interleaved speech (+ text) batches
-    sampler = InterleavedBatchSampler(
-        groups,
-        weights,
-        partners,
-        hparams["batch_size"],
-        num_batches=hparams["max_steps"] * brain.grad_accumulation_factor,
-        seed=hparams["seed"],
-    )
-    brain.fit(
-        brain.hparams.epoch_counter,
+    fit_for_steps(
+        brain,
+        hparams,
         train_data,
         valid_data,
-        train_loader_kwargs={
-            "batch_sampler": sampler,
-            "collate_fn": PaddedBatch,
-            "num_workers": hparams["num_workers"],
-        },
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+        lambda n: InterleavedBatchSampler(
+            groups, weights, partners, hparams["batch_size"], n, hparams["seed"]
+        ),
+        collate_fn=PaddedBatch,  # a ConcatDataset gets no default collate function
     )
 
     # 6. The best checkpoint (validation loss); stage C exports the fused model
-    brain.checkpointer.recover_if_possible(min_key="loss")
     if hparams["lora_adapter"] and sb.utils.distributed.if_main_process():
         save_lora(llm, os.path.join(hparams["output_folder"], "adapter"))
         torch.save(projector.state_dict(), os.path.join(hparams["output_folder"], "projector.ckpt"))
