@@ -415,6 +415,51 @@ class TransformerProjector(nn.Module):
         return self.output(x), lengths
 
 
+PROJECTOR_TYPES = ("speechmapper", "transformer")
+
+
+def build_projector(projector_type, input_dim, llm_dim, speechmapper, transformer):
+    """The projector an evaluation or inference YAML asks for: a SpeechMapper (the paper's
+    stage 1/2) or the IWSLT25 system's ``TransformerProjector`` (stage A/C).
+
+    Arguments
+    ---------
+    projector_type : str
+        ``speechmapper`` or ``transformer`` (the YAML key ``projector_type``).
+    input_dim : int
+        SFM feature size.
+    llm_dim : int
+        LLM embedding size.
+    speechmapper : dict
+        ``SpeechMapper`` keyword arguments (``block_dims``, ``output_dims``, ``num_layers``...).
+    transformer : dict
+        ``TransformerProjector`` keyword arguments (``d_model``, ``num_layers``, ``nhead``,
+        ``d_ffn``).
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Example
+    -------
+    >>> tf = {"d_model": 8, "num_layers": 1, "nhead": 2, "d_ffn": 16}
+    >>> sm = {"block_dims": [8], "output_dims": [8], "num_layers": 1, "nhead": 2}
+    >>> type(build_projector("transformer", 16, 32, sm, tf)).__name__
+    'TransformerProjector'
+    >>> build_projector("mlp", 16, 32, sm, tf)
+    Traceback (most recent call last):
+    ...
+    ValueError: projector_type='mlp' is not supported: choose one of ('speechmapper', 'transformer').
+    """
+    if projector_type == "speechmapper":
+        return SpeechMapper(input_dim, llm_dim=llm_dim, **speechmapper)
+    if projector_type == "transformer":
+        return TransformerProjector(input_dim, llm_dim, **transformer)
+    raise ValueError(
+        f"projector_type={projector_type!r} is not supported: choose one of {PROJECTOR_TYPES}."
+    )
+
+
 def check_llm_width(projector, llm_dim, llm_name):
     """Raise a ``ValueError`` naming the fix when the projector's output width differs from
     the LLM's embedding size (checked before any training or decoding step).

@@ -8,7 +8,7 @@ appended to ``<output>.progress.jsonl`` and synced to disk at once, so an interr
 (crash, pre-emption, Ctrl-C) restarts where it stopped: ``pending`` only yields the items
 without a decision. ``finish`` then writes, atomically:
 
-- ``<output>``: the kept rows as a manifest CSV, in input order;
+- ``<output>``: the kept rows as a manifest CSV, in the order the items were decided;
 - ``<output stem>.dropped.tsv``: ``id <tab> reason <tab> detail``, one line per dropped item;
 - ``<output stem>.report.json``: the tool, its settings, the counts of kept and dropped items
   (by reason) and of output rows.
@@ -171,7 +171,9 @@ class ResumableJob:
         self._log.close()
         rows = [r for d in self.decisions.values() for r in d.get("rows", ())]
         write_csv(self.output, rows, fieldnames)
-        dropped = [(i, d["reason"], d["detail"]) for i, d in self.decisions.items() if "reason" in d]
+        dropped = [
+            (i, d["reason"], d["detail"]) for i, d in self.decisions.items() if "reason" in d
+        ]
         atomic_write_text(self.dropped_path, "".join(f"{i}\t{r}\t{x}\n" for i, r, x in dropped))
         report = {
             "tool": self.tool,

@@ -141,10 +141,7 @@ def _multitask_args(tiny, covost, out, **extra):
         ],
         "task_weights": {"asr": 0.5, "st": 0.5, "sqa": 0.0},
         "lang_weights": {"st": {"de": 1.0, "it": 0.0, "zh": 0.0}},  # (YAML dicts merge)
-        "d_model": 64,
-        "num_layers": 2,
-        "nhead": 4,
-        "d_ffn": 128,
+        **_TRANSFORMER,
         "max_steps": 20,
         "lr": 0.001,
         "lora_lr": 0.003,
@@ -157,10 +154,12 @@ def _train_ce(folder):
         return [json.loads(line)["ce"] for line in f if '"train"' in line]
 
 
-def test_stage_a_then_fusion_with_the_stage_b_adapter(tiny, covost, lora_run, text_manifests):
-    import torch
-    from safetensors.torch import load_file
+_TRANSFORMER = {"d_model": 64, "num_layers": 2, "nhead": 4, "d_ffn": 128}
 
+
+@pytest.fixture(scope="module")
+def fusion_run(tiny, covost, lora_run, text_manifests):
+    """Stage A (Transformer projector alone) then stage C (A + the stage-B adapter)."""
     # Stage A: the Transformer projector alone through the frozen LLM (ASR + ST batches)
     stage_a = tiny["root"] / "iwslt_stage_a"
     run_recipe(
@@ -169,10 +168,6 @@ def test_stage_a_then_fusion_with_the_stage_b_adapter(tiny, covost, lora_run, te
         _multitask_args(tiny, covost, stage_a),
         recipe="IWSLT25",
     )
-    ce = _train_ce(stage_a)
-    assert len(ce) == 4 and ce[-1] < ce[0]
-    (ckpt,) = [d for d in os.listdir(stage_a / "save") if d.startswith("CKPT")]
-    projector_a = torch.load(stage_a / "save" / ckpt / "projector.ckpt")
 
     # Stage C: projector A + adapter B, two optimizers, ST speech batches each followed by
     # an MT text batch
@@ -190,6 +185,18 @@ def test_stage_a_then_fusion_with_the_stage_b_adapter(tiny, covost, lora_run, te
         ),
         recipe="IWSLT25",
     )
+    return stage_a, stage_c
+
+
+def test_stage_a_then_fusion_with_the_stage_b_adapter(fusion_run, lora_run):
+    import torch
+    from safetensors.torch import load_file
+
+    stage_a, stage_c = fusion_run
+    ce = _train_ce(stage_a)
+    assert len(ce) == 4 and ce[-1] < ce[0]
+    (ckpt,) = [d for d in os.listdir(stage_a / "save") if d.startswith("CKPT")]
+    projector_a = torch.load(stage_a / "save" / ckpt / "projector.ckpt")
     assert len(_train_ce(stage_c)) == 4
     # both parts were trained: the exported projector and adapter differ from their inputs
     projector_c = torch.load(stage_c / "projector.ckpt")
@@ -260,4 +267,48 @@ def test_evaluation_through_the_llm_with_the_adapter(tiny, covost, lora_run, tmp
         **{**common, "system": "asr"},
     )
     with pytest.raises(ValueError, match="system='asr' uses no LLM"):
+        run_recipe("evaluate.py", "CoVoST2/evaluate.yaml", args, recipe="CoVoST2")
+
+
+def test_the_fused_system_is_evaluated_through_evaluate_py(tiny, covost, fusion_run, tmp_path):
+    """A -> B -> C -> evaluation: the stage-C projector (Transformer) and adapter decode the
+    CoVoST 2 test set through the dataset's evaluation recipe."""
+    from speechmapper_plugin.results import load_results
+
+    _, stage_c = fusion_run
+    common = {
+        "llm_source": tiny["llm"],
+        "system_name": "A.1 + B",
+        "setting": "in-domain",
+        "zero_shot": False,
+        "test_splits": ["test_en-de"],
+        "comet_model": None,
+        "projector_type": "transformer",
+        "transformer_projector": _TRANSFORMER,
+        "lora_adapter": str(stage_c / "adapter"),
+        **covost,
+    }
+    args = preset_overrides(
+        PRESET,
+        ["projector", "evaluate"],
+        output_folder=str(tmp_path / "fused"),
+        projector_checkpoint=str(stage_c / "projector.ckpt"),
+        **common,
+    )
+    run_recipe("evaluate.py", "CoVoST2/evaluate.yaml", args, recipe="CoVoST2")
+    (result,) = load_results([str(tmp_path / "fused" / "results")])
+    assert result["system"] == "A.1 + B" and result["task"] == "st"
+    assert result["decoding"]["lora_adapter"] == str(stage_c / "adapter")
+    assert len(result["outputs"]) == 8 and "bleu" in result["metrics"]
+    assert "Speech segment:" in result["decoding"]["example_prompt"]
+
+    # a SpeechMapper-architecture YAML cannot load the Transformer projector's weights
+    args = preset_overrides(
+        PRESET,
+        ["projector", "evaluate"],
+        output_folder=str(tmp_path / "wrong"),
+        projector_checkpoint=str(stage_c / "projector.ckpt"),
+        **{**common, "projector_type": "speechmapper"},
+    )
+    with pytest.raises(RuntimeError, match="does not match this projector's hyper-parameters"):
         run_recipe("evaluate.py", "CoVoST2/evaluate.yaml", args, recipe="CoVoST2")
