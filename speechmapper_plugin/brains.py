@@ -42,6 +42,14 @@ class _SpeechMapperBrain(sb.Brain):
     #: named after it).
     test_name = "test"
 
+    @property
+    def llm(self):
+        """The ``llm.FrozenLLM`` itself. Under DDP, SpeechBrain wraps an LLM that carries
+        trainable LoRA adapters (so that their gradients are averaged across processes):
+        calls go through ``self.modules.llm``, attribute access through this."""
+        llm = self.modules.llm
+        return llm.module if isinstance(llm, torch.nn.parallel.DistributedDataParallel) else llm
+
     def init_optimizers(self):
         """Optimize the projector only (the LLM and its embeddings are frozen)."""
         params = [p for p in self.modules.projector.parameters() if p.requires_grad]
@@ -253,7 +261,7 @@ class Stage2Brain(_SpeechMapperBrain):
             tokens, _ = batch.tokens
             num_tokens = torch.as_tensor(batch.num_tokens, device=pred.device)
             if self.table is None:  # shares the LLM's (on-device) embedding weight
-                self.table = self.modules.llm.embedding_table()
+                self.table = self.llm.embedding_table()
             target = self.table.targets(
                 tokens, pred.shape[1], num_tokens=num_tokens, utt_ids=batch.id
             )
@@ -264,14 +272,14 @@ class Stage2Brain(_SpeechMapperBrain):
         if stage == sb.Stage.TEST or (
             stage == sb.Stage.VALID and len(self.outputs) < self.hparams.valid_decode_max
         ):
-            ids = self.modules.llm.generate_ids(
+            ids = self.llm.generate_ids(
                 pred.detach(),
                 pred_lens,
                 [self.hparams.test_prompt] * pred.shape[0],
                 max_new_tokens=self.hparams.max_new_tokens,
             )
             stuck = [is_stuck(row, self.hparams.max_new_tokens) for row in ids]
-            self._add_outputs(batch.id, self.modules.llm.decode_ids(ids), batch.wrd, stuck)
+            self._add_outputs(batch.id, self.llm.decode_ids(ids), batch.wrd, stuck)
         return parts["loss"]
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
@@ -336,10 +344,10 @@ class MultitaskBrain(Stage2Brain):
     def init_optimizers(self):
         """One optimizer for the projector, one for the LoRA adapters (if any)."""
         super().init_optimizers()
-        if hasattr(self.modules.llm.model, "peft_config"):
+        if hasattr(self.llm.model, "peft_config"):
             from .lora import lora_parameters
 
-            self.lora_optimizer = self.hparams.lora_opt_class(lora_parameters(self.modules.llm))
+            self.lora_optimizer = self.hparams.lora_opt_class(lora_parameters(self.llm))
             self.optimizers_dict["lora_opt_class"] = self.lora_optimizer
             if self.checkpointer is not None:
                 self.checkpointer.add_recoverable("lora_optimizer", self.lora_optimizer)
@@ -374,7 +382,7 @@ class TextLoRABrain(_SpeechMapperBrain):
         """Optimize the LoRA parameters only."""
         from .lora import lora_parameters
 
-        self.optimizer = self.opt_class(lora_parameters(self.modules.llm))
+        self.optimizer = self.opt_class(lora_parameters(self.llm))
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)

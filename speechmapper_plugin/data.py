@@ -17,7 +17,6 @@ import os
 
 import speechbrain as sb
 import torch
-from speechbrain.dataio.dataio import load_data_csv
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.sampler import DynamicBatchSampler, ReproducibleRandomSampler
 from torch.utils.data import Sampler
@@ -27,6 +26,7 @@ from .files import atomic_write_text
 
 __all__ = [
     "write_csv",
+    "read_manifest",
     "manifest_path",
     "extraction_items",
     "load_asr_dataset",
@@ -78,6 +78,49 @@ def write_csv(path, rows, fieldnames):
     atomic_write_text(path, buffer.getvalue())
 
 
+def read_manifest(path):
+    """Read a manifest written by ``write_csv``: ``{ID: row}``, with ``duration`` as a float.
+
+    Unlike SpeechBrain's ``load_data_csv``, text is read verbatim: no ``$variable``
+    substitution (a transcript such as "It costs $5." is data, not a variable) and no
+    stripping of leading spaces.
+
+    Raises
+    ------
+    ValueError
+        No ``ID`` column, a repeated ID, or a ``duration`` that is not a number (the message
+        names the file and the row).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "m.csv")
+    >>> write_csv(p, [{"ID": "a", "duration": 1.5, "wrd": "It costs $5, not $ 6."}],
+    ...           ["ID", "duration", "wrd"])
+    >>> read_manifest(p)
+    {'a': {'duration': 1.5, 'wrd': 'It costs $5, not $ 6.'}}
+    """
+    rows = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if "ID" not in (reader.fieldnames or ()):
+            raise ValueError(f"Manifest {path} has no ID column (columns: {reader.fieldnames}).")
+        for line, row in enumerate(reader, start=2):
+            utt_id = row.pop("ID")
+            if utt_id in rows:
+                raise ValueError(f"Manifest {path} line {line}: repeated ID {utt_id!r}.")
+            if "duration" in row:
+                try:
+                    row["duration"] = float(row["duration"])
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"Manifest {path} line {line} ({utt_id}): duration "
+                        f"{row['duration']!r} is not a number."
+                    ) from None
+            rows[utt_id] = row
+    return rows
+
+
 def manifest_path(folder, split):
     """Path of a split's manifest: ``<folder>/<split>.csv``."""
     return os.path.join(folder, f"{split}.csv")
@@ -98,7 +141,7 @@ def extraction_items(csv_path):
     [('p1', 'a.wav')]
     """
     items, seen = [], set()
-    for utt_id, row in load_data_csv(csv_path).items():
+    for utt_id, row in read_manifest(csv_path).items():
         key = row.get("audio_id") or utt_id
         if key in seen:
             continue
@@ -121,7 +164,7 @@ def _load_manifests(csv_paths):
                 f"Manifest {csv_path} does not exist: run the dataset's prepare step first "
                 "(it runs automatically unless skip_prep=True)."
             )
-        rows = load_data_csv(csv_path)
+        rows = read_manifest(csv_path)
         if not rows:
             raise ValueError(f"Manifest {csv_path} holds no utterance.")
         duplicates = data.keys() & rows.keys()

@@ -1122,8 +1122,14 @@ class FrozenLLM(torch.nn.Module):
         return sorted(ids)
 
     def train(self, mode=True):
-        """Keeps the frozen LLM in eval mode whatever ``mode`` is (returns self)."""
-        return super().train(False)
+        """Keeps the frozen LLM in eval mode whatever ``mode`` is; only the dropout of LoRA
+        adapters (``lora.attach_lora``), if any, follows ``mode`` (returns self)."""
+        super().train(False)
+        if mode and hasattr(self.model, "peft_config"):
+            for name, module in self.model.named_modules():
+                if name.rsplit(".", 2)[-2:-1] == ["lora_dropout"]:
+                    module.train(True)
+        return self
 
     @property
     def dtype(self):

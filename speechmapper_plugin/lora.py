@@ -109,6 +109,7 @@ def attach_lora(llm, r=8, alpha=16, dropout=0.05, target_modules=DEFAULT_TARGET_
         task_type="CAUSAL_LM",
     )
     llm.model = get_peft_model(llm.model, config)
+    llm.eval()  # peft returns a model in training mode; training stages call train()
     params = lora_parameters(llm)
     logger.info(
         "LoRA r=%d alpha=%d on %s of %s: %d trainable parameters",
@@ -128,6 +129,13 @@ def lora_parameters(llm):
         raise ValueError(f"{llm.source} carries no LoRA adapter (call attach_lora or load_lora).")
     for p in params:
         p.requires_grad_(True)
+    # Under DDP (multi-GPU stages B and C) only the adapters need synchronizing: the frozen
+    # base weights and buffers are the same on every process, broadcasting them is wasted.
+    frozen = [n for n, p in llm.named_parameters() if not p.requires_grad]
+    frozen += [n for n, _ in llm.named_buffers()]
+    torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+        llm, frozen
+    )
     return params
 
 
@@ -183,6 +191,7 @@ def load_lora(llm, folder, trainable=True):
         )
     try:
         llm.model = PeftModel.from_pretrained(llm.model, folder, is_trainable=trainable)
+        llm.eval()
     except RuntimeError as err:  # size mismatch: another architecture
         raise ValueError(
             f"The LoRA adapter {folder} (trained for {trained_for}) does not fit {llm.source}: "

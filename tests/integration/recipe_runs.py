@@ -28,6 +28,43 @@ def run_recipe(script, hparams, args, recipe="LibriSpeech"):
         os.chdir(cwd)
 
 
+def free_port():
+    """A free TCP port on this machine (torchrun's master port)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_torchrun(script, hparams, args, recipe="LibriSpeech", nproc=2):
+    """Run a recipe under `torchrun --nproc_per_node=<nproc>` on CPU with the gloo backend
+    and SpeechBrain's debug flags (2 batches, 1 epoch); assert that it exits with 0."""
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc}",
+        f"--master_port={free_port()}",
+        os.path.join(ROOT, "recipes", recipe, script),
+        os.path.join(ROOT, "hparams", hparams),
+        *args,
+        "--distributed_backend=gloo",
+        "--device=cpu",
+        "--debug",
+        "--debug_batches=2",
+        "--debug_epochs=1",
+    ]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
 def stage_args(tiny, stage, **extra):
     """Tiny-preset arguments of stage 1 / stage 2 (sections projector, both_stages, stage)."""
     return preset_overrides(

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from recipe_runs import PRESET, run_recipe
+from recipe_runs import PRESET, run_recipe, run_torchrun
 
 from speechmapper_plugin.data import write_csv
 from speechmapper_plugin.llm import FrozenLLM
@@ -312,3 +312,21 @@ def test_the_fused_system_is_evaluated_through_evaluate_py(tiny, covost, fusion_
     )
     with pytest.raises(RuntimeError, match="does not match this projector's hyper-parameters"):
         run_recipe("evaluate.py", "CoVoST2/evaluate.yaml", args, recipe="CoVoST2")
+
+
+def test_fusion_under_torchrun_gloo(tiny, covost, fusion_run, lora_run, text_manifests):
+    """Stage C on 2 gloo processes: the adapters' gradients are synchronized (the LLM carrying
+    them is wrapped in DDP), and the fused model is exported once."""
+    stage_a, _ = fusion_run
+    out = tiny["root"] / "iwslt_stage_c_ddp"
+    args = _multitask_args(
+        tiny,
+        covost,
+        out,
+        projector_init=str(stage_a / "save"),
+        lora_adapter=str(lora_run / "adapter"),
+        text_sources=[{"manifests": [text_manifests["mt"]], "task": "st"}],
+    )
+    run_torchrun("train_fusion.py", "IWSLT25/stage_c_fusion.yaml", args, recipe="IWSLT25")
+    assert (out / "projector.ckpt").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()

@@ -5,11 +5,10 @@ a run only has to prove the path works)."""
 
 import json
 import os
-import sys
 
 import pytest
 import torch
-from recipe_runs import PRESET, RECIPE, ROOT, run_recipe, stage_args
+from recipe_runs import PRESET, run_recipe, run_torchrun, stage_args
 
 from speechmapper_plugin.preset import preset_overrides
 from speechmapper_plugin.tiny_llm import build_tiny_llm
@@ -286,19 +285,8 @@ def test_evaluate_rejects_a_projector_for_another_llm(tiny, stage1_run, tmp_path
         )
 
 
-def free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_stage1_and_stage2_under_torchrun_gloo(tiny, stage1_run):
     """Multi-process DDP path on CPU: 2 gloo processes, the frozen LLM not wrapped in DDP."""
-    import subprocess
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
     outputs = {}
     for stage, script, extra in (
         ("stage1", "train_stage1.py", {}),
@@ -309,26 +297,9 @@ def test_stage1_and_stage2_under_torchrun_gloo(tiny, stage1_run):
         ),
     ):
         out = tiny["root"] / f"ddp_{stage}"
-        args = stage_args(tiny, stage, output_folder=str(out), **extra)
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            f"--master_port={free_port()}",
-            os.path.join(RECIPE, script),
-            os.path.join(ROOT, "hparams", f"{stage}.yaml"),
-            *args,
-            "--distributed_backend=gloo",
-            "--device=cpu",
-            "--debug",
-            "--debug_batches=2",
-            "--debug_epochs=1",
-        ]
-        proc = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+        run_torchrun(
+            script, f"{stage}.yaml", stage_args(tiny, stage, output_folder=str(out), **extra)
         )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         outputs[stage] = out
     for out in outputs.values():
         files = list((out / "results").glob("*.json"))
