@@ -289,3 +289,30 @@ def fill_text(prompt, text, placeholder=PLACEHOLDER):
     """
     check_prompt(prompt, placeholder)
     return prompt.replace(placeholder, text)
+
+
+#: The answer to an unanswerable SQA question (IWSLT25 controlled QA setting: an invalid
+#: question gets this specific answer, in the question's language; the talk shows the English
+#: and Chinese ones, the German and Italian ones are those of the project's data tools).
+UNANSWERABLE_ANSWERS = {
+    "en": "Not answerable.",
+    "de": "Nicht zu beantworten.",
+    "it": "Non è possibile rispondere.",
+    "zh": "无法回答。",
+}
+
+#: Rewrites an extractive SQA answer into a fluent sentence (the *fluent* SQA variant: the talk
+#: says the answers were rewritten with Llama and filtered by language ID, but neither paper
+#: prints the prompt; this wording is the project's choice). Fields: ``{language}`` (English
+#: name of the question's language), ``{question}``, ``{answer}`` (the extractive answer) and,
+#: optionally, ``{context}`` (the passage).
+FLUENT_ANSWER_PROMPT = (
+    "Rewrite the short answer to the question below as one complete and fluent sentence in "
+    "{language}. Keep the words of the short answer unchanged in your sentence and do not add "
+    "any information.\n\n"
+    "Question: {question}\n"
+    "Short answer: {answer}\n\n"
+    "Reply with the sentence only."
+)
+
+__all__ += ["UNANSWERABLE_ANSWERS", "FLUENT_ANSWER_PROMPT"]
