@@ -13,6 +13,11 @@ Usage::
     python -m speechmapper_plugin.report results/ --output report.md \\
         --model-index README_meta.md --model-name my-speechmapper --system "Stage 2 [ST CE]"
 
+``--layout iwslt25`` prints instead the IWSLT 2025 talk's table (rows: text-only Llama, text
+LoRA, Seamless, A.1, A.2, A+B extractive/fluent; columns: ASR WER, BLEU and COMET per
+language, SQA per question language) and the same layout with the organizers' official
+metrics (:func:`iwslt25_tables`).
+
 Authors
 -------
 speechmapper developers, 2026
@@ -28,7 +33,9 @@ from .files import atomic_write_text
 from .results import SETTINGS, TASKS, load_results, result_key
 
 __all__ = [
+    "IWSLT25_SYSTEM_ORDER",
     "aggregate",
+    "iwslt25_tables",
     "markdown_tables",
     "model_index",
     "model_card_metadata",
@@ -59,10 +66,13 @@ _METRIC_LABELS = {
     "lid_en_pct": "LID EN %",
     "lid_target_pct": "LID target %",
     "stuck_pct": "stuck decoding %",
+    "official_wer": "official WER",
+    "official_comet": "official COMET",
+    "bertscore_f1": "BERTScore F1",
 }
 _HF_METRIC_TYPES = {"judge_accuracy": "accuracy"}
-_LOWER_IS_BETTER = {"wer", "cer", "stuck_pct"}
-_HIGHER_IS_BETTER = {"bleu", "chrf", "comet", "judge_accuracy"}
+_LOWER_IS_BETTER = {"wer", "cer", "stuck_pct", "official_wer"}
+_HIGHER_IS_BETTER = {"bleu", "chrf", "comet", "judge_accuracy", "official_comet", "bertscore_f1"}
 _PERCENT_SIGN = {"judge_accuracy"}  # and every "*_pct" metric
 
 # Known datasets, in the papers' column order: normalized name -> Hugging Face hub id (None:
@@ -74,6 +84,7 @@ _DATASETS = {
     "fleurs": "google/fleurs",
     "europarlst": None,
     "covost2": "facebook/covost2",
+    "acl6060": None,
     "spokensquad": None,
     "librisqa": None,
 }
@@ -336,8 +347,8 @@ def markdown_tables(results, metrics=None, *, sort_by_setting=False, decimals=No
     when both of its metrics were computed; otherwise each metric gets its own table.
 
     Columns are ordered by dataset (the papers' order: LibriSpeech, VoxPopuli, CommonVoice,
-    Fleurs, EuroParl-ST, CoVoST2, SpokenSQuAD, LibriSQA, then the others alphabetically), then
-    split, then target language (es, fr, de, it, zh, then alphabetically). Rows follow the
+    Fleurs, EuroParl-ST, CoVoST2, ACL 60/60, SpokenSQuAD, LibriSQA, then the others
+    alphabetically), then split, then target language (es, fr, de, it, zh, then alphabetically). Rows follow the
     order in which systems first appear in ``results``, or, with ``sort_by_setting``, the
     setting order topline, baseline, zero-shot, in-domain (systems without a setting last).
     Values are printed as stored (units: see ``speechmapper_plugin.results``) with one
@@ -392,6 +403,165 @@ def markdown_tables(results, metrics=None, *, sort_by_setting=False, decimals=No
             tables.append(
                 _render_table(title, table_metrics, task_rows, systems, setting_of, decimals)
             )
+    return "\n\n".join(tables) + "\n"
+
+
+#: Row order of the IWSLT 2025 talk's results tables (``--layout iwslt25``): system names as
+#: the talk writes them; results whose ``system`` matches one (case and spacing ignored) take
+#: its place, the others follow in order of appearance. ``--system-order`` replaces the list.
+IWSLT25_SYSTEM_ORDER = (
+    "Llama-3.1-8B-Instruct (zero-shot)",
+    "B. Text-only LoRA (MT/QA)",
+    "SeamlessM4T-v2-large",
+    "A.1 Speech Projector (ASR/ST)",
+    "A.2 Speech Projector (ASR/ST/SQA)",
+    "A.1 + B (ASR/ST/MT/SQA/QA)",
+    "A.1 + B (ASR/ST/MT/fluent SQA/fluent QA)",
+    "A.2 + B (ASR/ST/MT/SQA/QA)",
+    "A.2 + B (ASR/ST/MT/fluent SQA/fluent QA)",
+)
+#: Test set of each task in the talk's tables (ASR/ST: ACL 60/60; SQA: Spoken-SQuAD).
+IWSLT25_DATASETS = {"asr": "ACL6060", "st": "ACL6060", "sqa": "SpokenSQuAD"}
+_IWSLT25_ST_LANGS = ("de", "it", "zh")
+_IWSLT25_SQA_LANGS = ("en", "de", "it", "zh")
+# (title, columns): a column is (header, task, language, metric).
+_IWSLT25_TABLES = (
+    (
+        "IWSLT 2025 IF (talk layout): ASR WER (↓), ST BLEU / COMET (↑), SQA LLM-as-judge (↑)",
+        [("WER en", "asr", "en", "wer")]
+        + [(f"BLEU en-{t}", "st", t, "bleu") for t in _IWSLT25_ST_LANGS]
+        + [(f"COMET en-{t}", "st", t, "comet") for t in _IWSLT25_ST_LANGS]
+        + [(f"SQA en-{t}", "sqa", t, "judge_accuracy") for t in _IWSLT25_SQA_LANGS],
+    ),
+    (
+        "IWSLT 2025 IF official metrics: talk-level WER (↓), re-segmented COMET (↑), "
+        "SQA BERTScore F1 (↑)",
+        [("official WER en", "asr", "en", "official_wer")]
+        + [(f"official COMET en-{t}", "st", t, "official_comet") for t in _IWSLT25_ST_LANGS]
+        + [(f"BERTScore en-{t}", "sqa", t, "bertscore_f1") for t in _IWSLT25_SQA_LANGS],
+    ),
+)
+
+
+def _name_key(name):
+    return " ".join(str(name).lower().split())
+
+
+def _iwslt25_cells(rows, datasets, splits):
+    """``{(system, task, lang, metric): row}`` of the talk's test sets; a ``ValueError`` when
+    one cell would mix several test sets (splits)."""
+    wanted = {task: _dataset_id(name) for task, name in datasets.items()}
+    cells, origin = {}, {}
+    for row in rows:
+        task = row["task"]
+        if task not in wanted or _dataset_id(row["dataset"]) != wanted[task]:
+            continue
+        if splits is not None and row["split"] not in splits:
+            continue
+        lang = row["source_lang"] if task == "asr" else row["target_lang"] or row["source_lang"]
+        key = (row["system"], task, lang, row["metric"])
+        if key in cells:
+            raise ValueError(
+                f"iwslt25_tables: system {row['system']!r} has {row['metric']} for {task} "
+                f"({lang}) on several test sets ({origin[key]} and {row['dataset']} "
+                f"{row['split']}); choose one split per cell with splits=[...] (--splits)."
+            )
+        cells[key] = row
+        origin[key] = f"{row['dataset']} {row['split']}"
+    return cells
+
+
+def iwslt25_tables(results, *, system_order=None, datasets=None, splits=None, decimals=None):
+    """Two Markdown tables in the layout of the IWSLT 2025 talk's results: the team's metrics
+    (ASR WER en | BLEU en-de/it/zh | COMET en-de/it/zh | SQA LLM-as-judge en-en/de/it/zh)
+    and the organizers' official ones (``iwslt_scoring``: talk-level WER | re-segmented
+    COMET en-de/it/zh | BERTScore F1 en-en/de/it/zh).
+
+    Rows are systems, ordered by ``system_order`` (default :data:`IWSLT25_SYSTEM_ORDER`,
+    names compared without case and extra spaces), then the other systems in order of
+    appearance; a table lists the systems with at least one cell in it. Cells are
+    ``mean ± std`` over seeds (:func:`aggregate`), ``–`` when missing; COMET and BERTScore
+    are x100 (the talk prints COMET in [0, 1]), the judge accuracy carries a ``%``.
+
+    Arguments
+    ---------
+    results : list of dict
+        Validated results.
+    system_order : list of str, optional
+        Row order (the talk's by default).
+    datasets : dict, optional
+        Task -> dataset name (default :data:`IWSLT25_DATASETS`).
+    splits : list of str, optional
+        Only results of these splits (e.g. ``["eval_asr", "eval_en-de", "test"]``); needed
+        when a system has a cell's metric on several splits (e.g. dev and eval).
+    decimals : int, optional
+        Fixed number of decimals (default: 1, 2 for BLEU as in the talk).
+
+    Returns
+    -------
+    str
+        The tables, each followed by a note.
+
+    Example
+    -------
+    >>> from speechmapper_plugin.results import make_result
+    >>> runs = [make_result("A.1 Speech Projector (ASR/ST)", "ACL6060", "eval_asr", "asr",
+    ...                     {"wer": 19.8}, []),
+    ...         make_result("SeamlessM4T-v2-large", "ACL6060", "eval_asr", "asr",
+    ...                     {"wer": 17.6}, [])]
+    >>> print("\\n".join(iwslt25_tables(runs).splitlines()[2:6]))
+    | System | WER en | BLEU en-de | BLEU en-it | BLEU en-zh | COMET en-de | COMET en-it | COMET en-zh | SQA en-en | SQA en-de | SQA en-it | SQA en-zh |
+    |---|---|---|---|---|---|---|---|---|---|---|---|
+    | SeamlessM4T-v2-large | 17.6 | – | – | – | – | – | – | – | – | – | – |
+    | A.1 Speech Projector (ASR/ST) | 19.8 | – | – | – | – | – | – | – | – | – | – |
+    """
+    if not results:
+        raise ValueError("iwslt25_tables: no results to report.")
+    order = [_name_key(n) for n in (IWSLT25_SYSTEM_ORDER if system_order is None else system_order)]
+    cells = _iwslt25_cells(aggregate(results), datasets or IWSLT25_DATASETS, splits)
+    appearance = list(dict.fromkeys(r["system"] for r in results))
+
+    def rank(name):
+        key = _name_key(name)
+        return (order.index(key), 0) if key in order else (len(order), appearance.index(name))
+
+    tables = []
+    for title, columns in _IWSLT25_TABLES:
+        present = {k[0] for k in cells if any(k[1:] == c[1:] for c in columns)}
+        systems = sorted(present, key=rank)
+        lines = [
+            f"### {title}",
+            "",
+            "| System | " + " | ".join(c[0] for c in columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
+        ]
+        seeds = set()
+        for system in systems:
+            row_cells = []
+            for _, task, lang, metric in columns:
+                row = cells.get((system, task, lang, metric))
+                if row is None:
+                    row_cells.append(MISSING)
+                    continue
+                seeds.add(row["n"])
+                places = decimals if decimals is not None else (2 if metric == "bleu" else 1)
+                row_cells.append(_format(row, places, _is_percent(metric)))
+            lines.append(f"| {_escape(system)} | " + " | ".join(row_cells) + " |")
+        if not systems:
+            lines.append(
+                "_No result holds these metrics (official ones: python -m "
+                "speechmapper_plugin.iwslt_scoring)._"
+            )
+        spread = "single runs"
+        if seeds and max(seeds) > 1:
+            span = f"{min(seeds)}–{max(seeds)}" if min(seeds) < max(seeds) else str(max(seeds))
+            spread = f"mean ± sample std (ddof=1) over {span} seed(s)"
+        where = ", ".join(f"{t.upper()}: {d}" for t, d in (datasets or IWSLT25_DATASETS).items())
+        lines += [
+            "",
+            f"_Cells: {spread}; {MISSING}: not evaluated; COMET/BERTScore x100; {where}._",
+        ]
+        tables.append("\n".join(lines))
     return "\n\n".join(tables) + "\n"
 
 
@@ -538,6 +708,28 @@ def _parser():
     )
     parser.add_argument("--decimals", type=int, help="fixed number of decimals in cells")
     parser.add_argument(
+        "--layout",
+        choices=("papers", "iwslt25"),
+        default="papers",
+        help="papers: one table per task and metric (default); iwslt25: the IWSLT 2025 talk's "
+        "table (ASR WER | BLEU | COMET | SQA per language) and its official-metrics table",
+    )
+    parser.add_argument(
+        "--system-order",
+        nargs="+",
+        help="--layout iwslt25 row order (default: the talk's rows, IWSLT25_SYSTEM_ORDER)",
+    )
+    parser.add_argument(
+        "--splits", nargs="+", help="--layout iwslt25: only these splits (e.g. eval_asr test)"
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        metavar="TASK=DATASET",
+        help="--layout iwslt25: the test set of a task's columns (default: asr=ACL6060 "
+        "st=ACL6060 sqa=SpokenSQuAD), e.g. st=CoVoST2",
+    )
+    parser.add_argument(
         "--model-index", help="write model-card front matter (YAML model-index) to this file"
     )
     parser.add_argument("--model-name", help="model name for --model-index")
@@ -580,6 +772,18 @@ def main(argv=None):
         parser.error("--model-index needs --model-name (the model's name on the card).")
     if (args.model_name or args.system) and not args.model_index:
         parser.error("--model-name/--system only apply with --model-index FILE.")
+    if args.layout == "iwslt25" and (args.metrics or args.sort_by_setting):
+        parser.error("--metrics/--sort-by-setting apply to --layout papers only.")
+    if args.layout == "papers" and (args.system_order or args.splits or args.datasets):
+        parser.error("--system-order/--splits/--datasets apply to --layout iwslt25 only.")
+    datasets = dict(IWSLT25_DATASETS)
+    for item in args.datasets or ():
+        task, _, name = item.partition("=")
+        if task not in datasets or not name:
+            parser.error(
+                f"--datasets {item!r}: expected TASK=DATASET with TASK in {list(datasets)}."
+            )
+        datasets[task] = name
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         results = load_results(args.results)
@@ -587,12 +791,21 @@ def main(argv=None):
             raise ValueError(
                 f"no result files (JSON with a 'schema' key) found in: {' '.join(args.results)}"
             )
-        text = markdown_tables(
-            results,
-            metrics=args.metrics,
-            sort_by_setting=args.sort_by_setting,
-            decimals=args.decimals,
-        )
+        if args.layout == "iwslt25":
+            text = iwslt25_tables(
+                results,
+                system_order=args.system_order,
+                datasets=datasets,
+                splits=args.splits,
+                decimals=args.decimals,
+            )
+        else:
+            text = markdown_tables(
+                results,
+                metrics=args.metrics,
+                sort_by_setting=args.sort_by_setting,
+                decimals=args.decimals,
+            )
         index = None
         if args.model_index:
             index = model_index(results, args.model_name, system=args.system, metrics=args.metrics)

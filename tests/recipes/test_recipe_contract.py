@@ -47,6 +47,7 @@ def _prepare_function(recipe):
 
 def test_every_dataset_recipe_is_covered():
     assert RECIPES == [
+        "ACL6060",
         "CoVoST2",
         "CommonVoice",
         "EuroParlST",

@@ -12,6 +12,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from speechmapper_plugin.report import (
     aggregate,
+    iwslt25_tables,
     main,
     markdown_tables,
     model_card_metadata,
@@ -393,3 +394,176 @@ def test_python_dash_m_entry_point(folder):
     assert proc.returncode == 0, proc.stderr
     assert "| Stage 2 [ASR CE+MSE] (zero-shot) | 76.5% ± 2.1 |" in proc.stdout
     assert "result file(s) loaded" in proc.stderr
+
+
+# ---- IWSLT 2025 talk layout (--layout iwslt25) ----------------------------------------------
+
+A1B_FLUENT = "A.1 + B (ASR/ST/MT/fluent SQA/fluent QA)"
+SEAMLESS = "SeamlessM4T-v2-large"
+TEXT_LLAMA = "Llama-3.1-8B-Instruct (zero-shot)"
+
+
+def iwslt25_runs(split_prefix="eval"):
+    """Talk-like results, systems first appearing in an order unlike the talk's."""
+    runs = []
+    for seed, shift in ((1, 0.0), (2, 1.0)):  # the fused model: two seeds
+        runs.append(
+            make_result(
+                A1B_FLUENT,
+                "ACL6060",
+                f"{split_prefix}_asr",
+                "asr",
+                {"wer": 18.0 + shift, "official_wer": 20.0 + shift},
+                OUT,
+                seed=seed,
+            )
+        )
+        for tgt, bleu, comet in (("de", 30.75, 75.5), ("it", 40.48, 78.8), ("zh", 42.51, 78.9)):
+            runs.append(
+                make_result(
+                    A1B_FLUENT,
+                    "ACL6060",
+                    f"{split_prefix}_en-{tgt}",
+                    "st",
+                    {"bleu": bleu + shift, "comet": comet, "official_comet": comet - 1},
+                    OUT,
+                    seed=seed,
+                    target_lang=tgt,
+                )
+            )
+        for lang, acc in (("en", 90.3), ("de", 85.2), ("it", 82.9), ("zh", 76.4)):
+            runs.append(
+                make_result(
+                    A1B_FLUENT,
+                    "SpokenSQuAD",
+                    "test",
+                    "sqa",
+                    {"judge_accuracy": acc + shift, "bertscore_f1": 50.0},
+                    OUT,
+                    seed=seed,
+                    target_lang=lang,
+                )
+            )
+    runs.append(
+        make_result("My new system", "ACL6060", f"{split_prefix}_asr", "asr", {"wer": 30.0}, OUT)
+    )
+    runs.append(make_result(SEAMLESS, "ACL6060", f"{split_prefix}_asr", "asr", {"wer": 17.6}, OUT))
+    runs.append(make_result(SEAMLESS, "LibriSpeech", "test-clean", "asr", {"wer": 2.0}, OUT))
+    runs.append(
+        make_result(
+            TEXT_LLAMA,
+            "ACL6060",
+            f"{split_prefix}_en-de",
+            "st",
+            {"bleu": 23.88, "comet": 77.9},
+            OUT,
+            target_lang="de",
+        )
+    )
+    runs.append(
+        make_result(
+            TEXT_LLAMA,
+            "SpokenSQuAD",
+            "test",
+            "sqa",
+            {"judge_accuracy": 91.8},
+            OUT,
+            target_lang="en",
+        )
+    )
+    return runs
+
+
+def test_iwslt25_layout_rows_columns_and_cells():
+    text = iwslt25_tables(iwslt25_runs())
+    tables = parse_tables(text)
+    team, official = list(tables.values())
+    assert team["columns"] == [
+        "WER en",
+        "BLEU en-de",
+        "BLEU en-it",
+        "BLEU en-zh",
+        "COMET en-de",
+        "COMET en-it",
+        "COMET en-zh",
+        "SQA en-en",
+        "SQA en-de",
+        "SQA en-it",
+        "SQA en-zh",
+    ]
+    # the talk's order (text-only Llama, Seamless, ..., A+B fluent), unknown systems last
+    assert team["order"] == [TEXT_LLAMA, SEAMLESS, A1B_FLUENT, "My new system"]
+    assert team["rows"][A1B_FLUENT] == [
+        "18.5 ± 0.7",
+        "31.25 ± 0.71",
+        "40.98 ± 0.71",
+        "43.01 ± 0.71",
+        "75.5 ± 0.0",
+        "78.8 ± 0.0",
+        "78.9 ± 0.0",
+        "90.8% ± 0.7",
+        "85.7% ± 0.7",
+        "83.4% ± 0.7",
+        "76.9% ± 0.7",
+    ]
+    # ACL 60/60 only: Seamless' LibriSpeech WER is not the talk's ASR column
+    assert team["rows"][SEAMLESS] == ["17.6"] + ["–"] * 10
+    assert (
+        cell(team, TEXT_LLAMA, "WER en") == "–" and cell(team, TEXT_LLAMA, "SQA en-en") == "91.8%"
+    )
+    assert official["columns"] == [
+        "official WER en",
+        "official COMET en-de",
+        "official COMET en-it",
+        "official COMET en-zh",
+        "BERTScore en-en",
+        "BERTScore en-de",
+        "BERTScore en-it",
+        "BERTScore en-zh",
+    ]
+    assert official["order"] == [A1B_FLUENT]  # the only system scored officially
+    assert official["rows"][A1B_FLUENT][:2] == ["20.5 ± 0.7", "74.5 ± 0.0"]
+    assert "COMET/BERTScore x100; ASR: ACL6060, ST: ACL6060, SQA: SpokenSQuAD" in text
+    assert "_Cells: mean ± sample std (ddof=1) over 1–2 seed(s); –: not evaluated;" in text
+    assert "_Cells: mean ± sample std (ddof=1) over 2 seed(s);" in text
+
+
+def test_iwslt25_system_order_option_and_name_matching():
+    runs = iwslt25_runs()
+    text = iwslt25_tables(runs, system_order=["my new  SYSTEM", A1B_FLUENT])
+    assert parse_tables(text)[next(iter(parse_tables(text)))]["order"] == [
+        "My new system",
+        A1B_FLUENT,
+        SEAMLESS,  # then order of appearance
+        TEXT_LLAMA,
+    ]
+
+
+def test_iwslt25_several_splits_need_a_choice():
+    runs = iwslt25_runs("eval") + [r for r in iwslt25_runs("dev") if r["dataset"] == "ACL6060"]
+    with pytest.raises(
+        ValueError,
+        match=r"on several test sets \(ACL6060 eval_asr and ACL6060 "
+        r"dev_asr\); choose one split per cell .*--splits",
+    ):
+        iwslt25_tables(runs)
+    splits = ["eval_asr", "eval_en-de", "eval_en-it", "eval_en-zh", "test"]
+    assert iwslt25_tables(runs, splits=splits) == iwslt25_tables(iwslt25_runs("eval"))
+
+
+def test_iwslt25_command_line(tmp_path, capsys):
+    folder = tmp_path / "results"
+    for run in iwslt25_runs():
+        write_result(str(folder), run)
+    main([str(folder), "--layout", "iwslt25", "--output", str(tmp_path / "t.md")])
+    printed = capsys.readouterr().out
+    assert printed == (tmp_path / "t.md").read_text() == iwslt25_tables(load_results(str(folder)))
+    main([str(folder), "--layout", "iwslt25", "--system-order", "My new system"])
+    assert "| My new system | 30.0 |" in capsys.readouterr().out.split("\n")[4]
+    for bad, message in (
+        (["--layout", "iwslt25", "--metrics", "wer"], "apply to --layout papers only"),
+        (["--splits", "eval_asr"], "apply to --layout iwslt25 only"),
+    ):
+        with pytest.raises(SystemExit):
+            main([str(folder)] + bad)
+        assert message in capsys.readouterr().err
