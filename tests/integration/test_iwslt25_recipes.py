@@ -157,31 +157,128 @@ def _train_ce(folder):
 _TRANSFORMER = {"d_model": 64, "num_layers": 2, "nhead": 4, "d_ffn": 128}
 
 
+def _pseudo(text, lang):
+    """A deterministic stand-in 'translation' of ``text`` into ``lang`` (the tiny LLM is
+    random: only the data flow matters)."""
+    words = text.lower().rstrip(".").split()
+    return {
+        "en": " ".join(words),
+        "de": " ".join(reversed(words)),
+        "it": " ".join(w + "a" for w in words),
+        "zh": "".join(words),
+    }[lang]
+
+
 @pytest.fixture(scope="module")
-def fusion_run(tiny, covost, lora_run, text_manifests):
-    """Stage A (Transformer projector alone) then stage C (A + the stage-B adapter)."""
-    # Stage A: the Transformer projector alone through the frozen LLM (ASR + ST batches)
+def multilingual(tiny, covost, tmp_path_factory):
+    """Tiny multilingual IWSLT25 data made from the mini-corpus: ASR (en), ST en->de/it/zh
+    on the CoVoST 2 clips, SQA with questions and answers in en/de/it/zh on the LibriSpeech
+    utterances (features shared with the recipes' caches through ``audio_id``), and the text
+    counterparts (MT, text QA)."""
+    from speechmapper_plugin.data import read_manifest
+
+    root = tmp_path_factory.mktemp("multilingual")
+    cache = tiny["common"]["cache_folder"]
+    fields = ["ID", "duration", "wav", "audio_id", "wrd", "transcript", "tgt", "tgt_lang"]
+    sqa_fields = fields + ["question", "context", "task"]
+    st = read_manifest(os.path.join(covost["cache_folder"], "manifests", "train_en-de.csv"))
+    asr = read_manifest(os.path.join(cache, "manifests", "train-clean-100.csv"))
+    test = read_manifest(os.path.join(cache, "manifests", "test-clean.csv"))
+    paths = {}
+    for lang in ("de", "it", "zh"):
+        rows = [
+            {
+                **r,
+                "ID": f"{i}-{lang}",
+                "audio_id": r["audio_id"],
+                "tgt": _pseudo(r["transcript"], lang),
+                "tgt_lang": lang,
+            }
+            for i, r in st.items()
+        ]
+        paths[f"st-{lang}"] = str(root / f"st_{lang}.csv")
+        write_csv(paths[f"st-{lang}"], rows, fields)
+
+    def sqa_rows(rows, langs):
+        out = []
+        for n, (i, r) in enumerate(rows.items()):
+            lang = langs[n % len(langs)]
+            text = r["wrd"].lower()
+            out.append(
+                {
+                    **r,
+                    "ID": f"{i}-q{lang}",
+                    "audio_id": r.get("audio_id") or i,
+                    "transcript": text,
+                    "context": text,
+                    "question": f"({lang}) what is the first word?",
+                    "tgt": _pseudo(text.split()[0], lang),
+                    "tgt_lang": lang,
+                    "task": "sqa",
+                }
+            )
+        return out
+
+    paths["sqa"] = str(root / "sqa.csv")
+    write_csv(paths["sqa"], sqa_rows(asr, ["en", "de", "it", "zh"]), sqa_fields)
+    paths["sqa_test"] = str(root / "manifests" / "test_de.csv")
+    write_csv(paths["sqa_test"], sqa_rows(test, ["de"]), sqa_fields)
+    features = os.path.join(cache, "features", "fbank80_avg4")
+    st_features = os.path.join(covost["cache_folder"], "features", "fbank80_avg4")
+    st_csvs = [paths[f"st-{lang}"] for lang in ("de", "it", "zh")]
+    return {
+        "speech_sources": [
+            {
+                "manifests": [os.path.join(cache, "manifests", "train-clean-100.csv")],
+                "feature_folder": features,
+                "task": "asr",
+            },
+            {"manifests": st_csvs, "feature_folder": st_features, "task": "st"},
+            {"manifests": [paths["sqa"]], "feature_folder": features, "task": "sqa"},
+        ],
+        "text_sources": [
+            {"manifests": st_csvs, "task": "st"},
+            {"manifests": [paths["sqa"]], "task": "sqa"},
+        ],
+        "sqa_manifest_folder": str(root / "manifests"),
+        "features": features,
+    }
+
+
+@pytest.fixture(scope="module")
+def fusion_run(tiny, multilingual, lora_run):
+    """Stage A.2 (Transformer projector alone, ASR + ST + SQA) then stage C (A + the stage-B
+    adapter), both with the YAML's task and language weights (ASR/ST/SQA 0.3/0.4/0.3, ST
+    de:it:zh 0.4:0.4:0.2)."""
+    common = {
+        "llm_source": tiny["llm"],
+        "speech_sources": multilingual["speech_sources"],
+        **_TRANSFORMER,
+        "max_steps": 20,
+        "lr": 0.001,
+        "lora_lr": 0.003,
+    }
     stage_a = tiny["root"] / "iwslt_stage_a"
     run_recipe(
         "train_projector.py",
-        "IWSLT25/stage_a1_projector.yaml",
-        _multitask_args(tiny, covost, stage_a),
+        "IWSLT25/stage_a2_projector.yaml",
+        preset_overrides(PRESET, ["iwslt_multitask"], output_folder=str(stage_a), **common),
         recipe="IWSLT25",
     )
-
-    # Stage C: projector A + adapter B, two optimizers, ST speech batches each followed by
-    # an MT text batch
+    # Stage C: projector A + adapter B, two optimizers, each speech batch followed by the
+    # matching text batch (ST en-it speech, then MT en-it text...)
     stage_c = tiny["root"] / "iwslt_stage_c"
     run_recipe(
         "train_fusion.py",
         "IWSLT25/stage_c_fusion.yaml",
-        _multitask_args(
-            tiny,
-            covost,
-            stage_c,
+        preset_overrides(
+            PRESET,
+            ["iwslt_multitask"],
+            output_folder=str(stage_c),
             projector_init=str(stage_a / "save"),
             lora_adapter=str(lora_run / "adapter"),
-            text_sources=[{"manifests": [text_manifests["mt"]], "task": "st"}],
+            text_sources=multilingual["text_sources"],
+            **common,
         ),
         recipe="IWSLT25",
     )
@@ -270,15 +367,19 @@ def test_evaluation_through_the_llm_with_the_adapter(tiny, covost, lora_run, tmp
         run_recipe("evaluate.py", "CoVoST2/evaluate.yaml", args, recipe="CoVoST2")
 
 
-def test_the_fused_system_is_evaluated_through_evaluate_py(tiny, covost, fusion_run, tmp_path):
+def test_the_fused_system_is_evaluated_through_evaluate_py(
+    tiny, covost, multilingual, fusion_run, tmp_path
+):
     """A -> B -> C -> evaluation: the stage-C projector (Transformer) and adapter decode the
-    CoVoST 2 test set through the dataset's evaluation recipe."""
+    CoVoST 2 en-de test set and a German SQA test set through the datasets' evaluation
+    recipes, and the report puts both in the talk's table."""
+    from speechmapper_plugin.report import main as report_main
     from speechmapper_plugin.results import load_results
 
     _, stage_c = fusion_run
     common = {
         "llm_source": tiny["llm"],
-        "system_name": "A.1 + B",
+        "system_name": "A.2 + B",
         "setting": "in-domain",
         "zero_shot": False,
         "test_splits": ["test_en-de"],
@@ -297,10 +398,51 @@ def test_the_fused_system_is_evaluated_through_evaluate_py(tiny, covost, fusion_
     )
     run_recipe("evaluate.py", "CoVoST2/evaluate.yaml", args, recipe="CoVoST2")
     (result,) = load_results([str(tmp_path / "fused" / "results")])
-    assert result["system"] == "A.1 + B" and result["task"] == "st"
+    assert result["system"] == "A.2 + B" and result["task"] == "st"
     assert result["decoding"]["lora_adapter"] == str(stage_c / "adapter")
     assert len(result["outputs"]) == 8 and "bleu" in result["metrics"]
     assert "Speech segment:" in result["decoding"]["example_prompt"]
+
+    # SQA with German questions (answers expected in German), same fused model
+    args = preset_overrides(
+        PRESET,
+        ["projector", "evaluate"],
+        output_folder=str(tmp_path / "fused_sqa"),
+        projector_checkpoint=str(stage_c / "projector.ckpt"),
+        **{
+            **{k: v for k, v in common.items() if k not in covost},
+            "data_folder": str(tmp_path),  # unused: the manifest is already there
+            "skip_prep": True,
+            "manifest_folder": multilingual["sqa_manifest_folder"],
+            "feature_folder": multilingual["features"],
+            "test_splits": ["test_de"],
+            "judges": [tiny["llm"]],
+        },
+    )
+    run_recipe("evaluate.py", "SpokenSQuAD/evaluate.yaml", args, recipe="SpokenSQuAD")
+    (sqa,) = load_results([str(tmp_path / "fused_sqa" / "results")])
+    assert sqa["task"] == "sqa" and sqa["target_lang"] == "de" and len(sqa["outputs"]) == 8
+    assert "(de) what is the first word?" in sqa["decoding"]["example_prompt"]
+
+    report = tmp_path / "report.md"
+    report_main(
+        [
+            str(tmp_path / "fused" / "results"),
+            str(tmp_path / "fused_sqa" / "results"),
+            "--layout",
+            "iwslt25",
+            "--datasets",
+            "st=CoVoST2",
+            "--output",
+            str(report),
+        ]
+    )
+    lines = report.read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| System | WER en"))
+    row = next(line for line in lines if line.startswith("| A.2 + B"))
+    cells = dict(zip(header.split("|")[1:-1], row.split("|")[1:-1]))
+    assert cells[" BLEU en-de "].strip() == f"{result['metrics']['bleu']:.2f}"
+    assert cells[" WER en "].strip() == "–"  # not evaluated on ASR here
 
     # a SpeechMapper-architecture YAML cannot load the Transformer projector's weights
     args = preset_overrides(
