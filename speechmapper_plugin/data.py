@@ -27,6 +27,8 @@ from .files import atomic_write_text
 __all__ = [
     "write_csv",
     "read_manifest",
+    "read_manifest_rows",
+    "split_answers",
     "manifest_path",
     "extraction_items",
     "load_asr_dataset",
@@ -119,6 +121,66 @@ def read_manifest(path):
                     ) from None
             rows[utt_id] = row
     return rows
+
+
+def read_manifest_rows(path, columns=(), hint=""):
+    """A manifest as the data tools rewrite it: its rows (dicts with ``ID``, file order) and
+    its columns (``ID`` first); read verbatim like ``read_manifest``.
+
+    Arguments
+    ---------
+    path : str
+        The manifest.
+    columns : sequence of str
+        Columns that must be present.
+    hint : str
+        What to do when some are missing (appended to the error).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        The manifest holds no row.
+    KeyError
+        Columns are missing (the message names them, the file and its columns).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "sqa.csv")
+    >>> write_csv(p, [{"ID": "q1", "question": "Who?", "tgt": "Ann"}], ["ID", "question", "tgt"])
+    >>> read_manifest_rows(p, ["question"])
+    ([{'ID': 'q1', 'question': 'Who?', 'tgt': 'Ann'}], ['ID', 'question', 'tgt'])
+    >>> read_manifest_rows(p, ["context"], hint="An SQA manifest has it.")
+    Traceback (most recent call last):
+    ...
+    KeyError: "Manifest ... lacks the column(s) ['context'] (it has ['ID', 'question', 'tgt']). An SQA manifest has it."
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Input manifest {path} does not exist.")
+    data = read_manifest(path)
+    if not data:
+        raise ValueError(f"Manifest {path} holds no row.")
+    first = next(iter(data.values()))
+    fieldnames = ["ID", *first]
+    missing = [c for c in columns if c not in first]
+    if missing:
+        raise KeyError(
+            f"Manifest {path} lacks the column(s) {missing} (it has {fieldnames}). {hint}".rstrip()
+        )
+    return [{"ID": utt_id, **row} for utt_id, row in data.items()], fieldnames
+
+
+def split_answers(tgt):
+    """The non-empty answers of a ``tgt`` field (joined by ``ANSWER_SEPARATOR``).
+
+    Example
+    -------
+    >>> split_answers("1889 ||| in 1889 ||| ")
+    ['1889', 'in 1889']
+    """
+    return [a.strip() for a in str(tgt).split(ANSWER_SEPARATOR.strip()) if a.strip()]
 
 
 def manifest_path(folder, split):

@@ -37,10 +37,11 @@ import json
 import logging
 import os
 
+from .data import split_answers
 from .metrics import language_id
 from .prompts import FLUENT_ANSWER_PROMPT, LANGUAGE_NAMES
 from .resumable import ResumableJob
-from .unanswerable import contains_answer, is_unanswerable, read_sqa_manifest, split_answers
+from .unanswerable import contains_answer, is_unanswerable, read_sqa_manifest
 
 __all__ = ["fluent_prompt", "detect_language", "check_rewrite", "fluent_answers", "main"]
 

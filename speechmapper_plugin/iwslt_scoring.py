@@ -45,7 +45,6 @@ speechmapper developers, 2026
 """
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -54,7 +53,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .data import ANSWER_SEPARATOR, manifest_path
+from .data import ANSWER_SEPARATOR, manifest_path, read_manifest_rows
 from .files import write_json
 from .metrics import (
     DEFAULT_COMET_MODEL,
@@ -71,7 +70,7 @@ __all__ = [
     "BertScoreModelUnavailableError",
     "bertscore_f1",
     "group_by_talk",
-    "read_manifest",
+    "manifest_rows",
     "resegment",
     "resolve_bertscore_model",
     "score_result",
@@ -541,15 +540,16 @@ def bertscore_f1(
     }
 
 
-def read_manifest(path):
-    """The rows of a manifest CSV (dicts keyed by its header), in file order.
+def manifest_rows(path):
+    """The rows of a test set's manifest (dicts with ``ID``), in file order.
 
     Example
     -------
     >>> import tempfile
+    >>> from speechmapper_plugin.data import write_csv
     >>> p = os.path.join(tempfile.mkdtemp(), "m.csv")
-    >>> _ = open(p, "w").write("ID,spk_id\\na,t1\\n")
-    >>> read_manifest(p)
+    >>> write_csv(p, [{"ID": "a", "spk_id": "t1"}], ["ID", "spk_id"])
+    >>> manifest_rows(p)
     [{'ID': 'a', 'spk_id': 't1'}]
     """
     if not os.path.isfile(path):
@@ -557,8 +557,7 @@ def read_manifest(path):
             f"Manifest {path} not found: give --manifest_folder, the folder where the dataset's "
             "prepare script wrote <split>.csv (e.g. results/acl6060/manifests)."
         )
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+    return read_manifest_rows(path)[0]
 
 
 def group_by_talk(outputs, manifest_rows, talk_field="spk_id", where="result"):
@@ -657,7 +656,7 @@ def score_result(
     result : dict
         A validated result (``results`` schema).
     manifest_rows : list of dict, optional
-        Rows of the result's manifest (:func:`read_manifest`).
+        Rows of the result's manifest (:func:`manifest_rows`).
     talk_field, comet_model, comet_batch_size, gpus, cache_dir
         See :func:`group_by_talk` and :func:`st_comet`.
     bertscore_model, bertscore_num_layers, bertscore_baseline, bertscore_batch_size
@@ -868,7 +867,7 @@ def main(argv=None):
                         "--manifest_folder (the folder of the dataset's <split>.csv), or "
                         "leave them out with --tasks sqa / --datasets."
                     )
-                rows = read_manifest(manifest_path(args.manifest_folder, result["split"]))
+                rows = manifest_rows(manifest_path(args.manifest_folder, result["split"]))
             metrics, signatures, details = score_result(
                 result,
                 rows,

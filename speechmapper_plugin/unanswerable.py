@@ -36,7 +36,7 @@ import logging
 import os
 import random
 
-from .data import ANSWER_SEPARATOR, read_manifest, write_csv
+from .data import read_manifest_rows, split_answers, write_csv
 from .files import write_json
 from .prompts import UNANSWERABLE_ANSWERS
 from .resumable import ResumableJob
@@ -44,7 +44,6 @@ from .resumable import ResumableJob
 __all__ = [
     "SQA_COLUMNS",
     "read_sqa_manifest",
-    "split_answers",
     "contains_answer",
     "is_unanswerable",
     "unanswerable_answer",
@@ -66,24 +65,8 @@ _PASSAGE_TEXT = ("context", "transcript")
 
 
 def read_sqa_manifest(path, columns=SQA_COLUMNS):
-    """Read a manifest CSV as a list of rows (dicts with ``ID``) and its column order.
-
-    It is read as the training loaders read it (``data.read_manifest``), so a manifest
-    these tools accept is one training accepts.
-
-    Arguments
-    ---------
-    path : str
-        The manifest.
-    columns : sequence of str
-        Columns that must be present.
-
-    Returns
-    -------
-    rows : list of dict
-        The rows, in file order (``duration`` as a float).
-    fieldnames : list of str
-        The columns, ``ID`` first.
+    """An SQA manifest's rows and columns (``data.read_manifest_rows`` with the columns the
+    SQA data tools need).
 
     Example
     -------
@@ -95,34 +78,11 @@ def read_sqa_manifest(path, columns=SQA_COLUMNS):
     >>> rows[0]["tgt"], fields[:2]
     ('Ann', ['ID', 'question'])
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Input manifest {path} does not exist.")
-    try:
-        data = read_manifest(path)
-    except (KeyError, ValueError) as err:
-        raise ValueError(f"Cannot read the manifest {path}: {err}") from err
-    if not data:
-        raise ValueError(f"Manifest {path} holds no row.")
-    first = next(iter(data.values()))
-    fieldnames = ["ID", *first]
-    missing = [c for c in columns if c not in first]
-    if missing:
-        raise KeyError(
-            f"Manifest {path} lacks the column(s) {missing} (it has {fieldnames}); an SQA "
-            "manifest from a preparation script (e.g. recipes/SpokenSQuAD) has them."
-        )
-    return [{"ID": utt_id, **row} for utt_id, row in data.items()], fieldnames
-
-
-def split_answers(tgt):
-    """The non-empty answers of a ``tgt`` field (joined by ``data.ANSWER_SEPARATOR``).
-
-    Example
-    -------
-    >>> split_answers("1889 ||| in 1889 ||| ")
-    ['1889', 'in 1889']
-    """
-    return [a.strip() for a in str(tgt).split(ANSWER_SEPARATOR.strip()) if a.strip()]
+    return read_manifest_rows(
+        path,
+        columns,
+        hint="An SQA manifest from a preparation script (e.g. recipes/SpokenSQuAD) has them.",
+    )
 
 
 def _fold(text):

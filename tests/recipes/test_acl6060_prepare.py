@@ -11,7 +11,7 @@ import prepare_checks as pc
 import pytest
 import soundfile
 
-from speechmapper_plugin.iwslt_scoring import group_by_talk, read_manifest
+from speechmapper_plugin.iwslt_scoring import group_by_talk, manifest_rows
 
 RECIPE = pathlib.Path(__file__).resolve().parents[2] / "recipes" / "ACL6060"
 sys.path.insert(0, str(RECIPE))
@@ -127,7 +127,7 @@ def test_asr_and_st_manifests(corpus, tmp_path):
         save, "eval_en-de", {f"{T1}_00003-de": "empty_tgt", f"{T2}_00005-de": "missing_audio"}
     )
     # the official scoring finds the talks, segments in spoken order
-    talks, missing = group_by_talk([], read_manifest(save / "eval_asr.csv"))
+    talks, missing = group_by_talk([], manifest_rows(save / "eval_asr.csv"))
     assert [(t, [r["ID"][-5:] for r in rows]) for t, rows in talks] == [
         (T1, ["00001", "00002", "00003"]),
         (T2, ["00004"]),

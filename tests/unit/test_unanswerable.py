@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from speechmapper_plugin import unanswerable as unanswerable_module
-from speechmapper_plugin.data import write_csv
+from speechmapper_plugin.data import split_answers, write_csv
 from speechmapper_plugin.preparation import MANIFEST_FIELDS
 from speechmapper_plugin.resumable import SettingsMismatchError
 from speechmapper_plugin.unanswerable import (
@@ -17,7 +17,6 @@ from speechmapper_plugin.unanswerable import (
     main,
     make_unanswerable,
     read_sqa_manifest,
-    split_answers,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
