@@ -275,7 +275,7 @@ def main(argv=None):
         help="LLM hub id or local folder (default: %(default)s)",
     )
     parser.add_argument("--dtype", default="bfloat16", help="bfloat16, float16, float32, auto")
-    parser.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: the CPU)")
+    parser.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: CUDA if any)")
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="reply length limit")
     parser.add_argument(
@@ -286,9 +286,12 @@ def main(argv=None):
     parser.add_argument("--lid-seed", type=int, default=0, help="langdetect's seed")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import torch
+
     from .llm import FrozenLLM
 
-    llm = FrozenLLM(args.model, dtype=args.dtype, device=args.device)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    llm = FrozenLLM(args.model, dtype=args.dtype, device=device)
 
     def generate(prompts):
         return llm.generate_text(

@@ -47,7 +47,7 @@ import torch
 
 from .resumable import ResumableJob
 from .text import normalize_text
-from .translation import DEFAULT_SEAMLESS_MODEL, seamless_code, seamless_folder
+from .translation import DEFAULT_SEAMLESS_MODEL, SeamlessModel, seamless_code
 
 __all__ = [
     "SAMPLE_RATE",
@@ -199,7 +199,7 @@ def _write_wav(path, wav):
         raise
 
 
-class SeamlessSynthesizer:
+class SeamlessSynthesizer(SeamlessModel):
     """Batched text-to-speech with ``SeamlessM4Tv2ForTextToSpeech``.
 
     Arguments
@@ -224,31 +224,8 @@ class SeamlessSynthesizer:
     (2, 1, 4, 16000)
     """
 
-    def __init__(self, model=DEFAULT_SEAMLESS_MODEL, device=None, dtype="float32", batch_size=8):
-        from .llm import _parse_dtype
-
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(
-                f"SeamlessSynthesizer: batch_size must be a positive int, got {batch_size!r}."
-            )
-        self.model = str(model)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = _parse_dtype(dtype)
-        self.batch_size = batch_size
-        self._model = None
-        self._tokenizer = None
-
-    def load(self):
-        """Loads the tokenizer and model (once); returns the model."""
-        if self._model is None:
-            from transformers import AutoTokenizer, SeamlessM4Tv2ForTextToSpeech
-
-            folder = seamless_folder(self.model)
-            self._tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = SeamlessM4Tv2ForTextToSpeech.from_pretrained(folder, dtype=self.dtype)
-            self._model = model.to(self.device).eval()
-            logger.info("Loaded %s (text-to-speech) on %s", self.model, self.device)
-        return self._model
+    model_class = "SeamlessM4Tv2ForTextToSpeech"
+    kind = "text-to-speech"
 
     @property
     def num_speakers(self):

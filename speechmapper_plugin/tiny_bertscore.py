@@ -33,13 +33,11 @@ speechmapper developers, 2026
 import argparse
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
-from .files import atomic_write_text, write_json
+from .files import atomic_write_text
+from .tiny_builds import cached_build, read_text_file, seeded
 from .tiny_comet import _check_texts, train_xlmr_tokenizer
-from .tiny_llm import _build_key, _make_readable, _replace_folder, _seeded, read_text_file
 
 __all__ = ["BASELINE_FILE", "build_tiny_bertscore"]
 
@@ -127,40 +125,20 @@ def build_tiny_bertscore(
         "intermediate_size": intermediate_size,
         "vocab_size": vocab_size,
     }
-    key = _build_key(texts, settings)
     built = {
         "model": str(folder),
         "num_layers": num_layers,
         "baseline_path": str(folder / BASELINE_FILE),
     }
-    manifest = folder / BUILD_MANIFEST
-    if manifest.is_file():
-        try:
-            previous = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            previous = {}
-        if previous.get("key") == key and (folder / BASELINE_FILE).is_file():
-            logger.debug("Reusing the tiny BERTScore model in %s", folder)
-            return built
-        logger.info(
-            "Rebuilding the tiny BERTScore model in %s (corpus or settings changed)", folder
-        )
-    elif folder.exists() and any(folder.iterdir()):
-        raise FileExistsError(
-            f"{folder} exists, is not empty and holds no tiny BERTScore build "
-            f"({BUILD_MANIFEST} missing): give an empty or new folder."
-        )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp_folder = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
-    try:
-        _build(tmp_folder, texts, settings)
-        write_json(tmp_folder / BUILD_MANIFEST, {"key": key, "settings": settings})
-        _make_readable(tmp_folder)
-        _replace_folder(tmp_folder, folder)
-    except BaseException:
-        shutil.rmtree(tmp_folder, ignore_errors=True)
-        raise
-    logger.info("Built a tiny BERTScore model in %s", folder)
+    cached_build(
+        folder,
+        "BERTScore model",
+        BUILD_MANIFEST,
+        texts,
+        settings,
+        lambda tmp: _build(tmp, texts, settings),
+        ready=BASELINE_FILE,
+    )
     return built
 
 
@@ -181,7 +159,7 @@ def _build(folder, texts, settings):
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    with _seeded(settings["seed"]):
+    with seeded(settings["seed"]):
         model = XLMRobertaModel(config, add_pooling_layer=False)
     model.save_pretrained(folder)
     atomic_write_text(

@@ -29,23 +29,14 @@ speechmapper developers, 2026
 
 import argparse
 import io
-import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from .files import atomic_write_text, write_json
-from .tiny_llm import (
-    _build_key,
-    _make_readable,
-    _replace_folder,
-    _seeded,
-    default_vocab_size,
-    read_text_file,
-)
+from .files import atomic_write_text
+from .tiny_builds import cached_build, read_text_file, seeded
+from .tiny_llm import default_vocab_size
 
 __all__ = ["build_tiny_comet", "train_xlmr_tokenizer"]
 
@@ -211,35 +202,16 @@ def build_tiny_comet(
         "intermediate_size": intermediate_size,
         "vocab_size": vocab_size,
     }
-    key = _build_key(texts, settings)
     checkpoint = folder / "checkpoints" / "model.ckpt"
-    manifest = folder / BUILD_MANIFEST
-    if manifest.is_file():
-        try:
-            previous = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            previous = {}
-        if previous.get("key") == key and checkpoint.is_file():
-            logger.debug("Reusing the tiny COMET model in %s", folder)
-            return checkpoint
-        logger.info("Rebuilding the tiny COMET model in %s (corpus or settings changed)", folder)
-    elif folder.exists() and any(folder.iterdir()):
-        raise FileExistsError(
-            f"{folder} exists, is not empty and holds no tiny COMET build "
-            f"({BUILD_MANIFEST} missing): give an empty or new folder."
-        )
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp_folder = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
-    try:
-        _build(tmp_folder, folder / ENCODER_FOLDER, texts, settings)
-        write_json(tmp_folder / BUILD_MANIFEST, {"key": key, "settings": settings})
-        _make_readable(tmp_folder)
-        _replace_folder(tmp_folder, folder)
-    except BaseException:
-        shutil.rmtree(tmp_folder, ignore_errors=True)
-        raise
-    logger.info("Built a tiny COMET model in %s", folder)
+    cached_build(
+        folder,
+        "COMET model",
+        BUILD_MANIFEST,
+        texts,
+        settings,
+        lambda tmp: _build(tmp, folder / ENCODER_FOLDER, texts, settings),
+        ready="checkpoints/model.ckpt",
+    )
     return checkpoint
 
 
@@ -270,7 +242,7 @@ def _build(tmp_folder, final_encoder, texts, settings):
     _import_comet()
     from comet.models import RegressionMetric
 
-    with _quiet_comet(), _seeded(settings["seed"]):
+    with _quiet_comet(), seeded(settings["seed"]):
         # The encoder is read from the temporary folder; the saved hparams name the final one.
         model = RegressionMetric(
             pretrained_model=str(encoder_folder),

@@ -24,15 +24,14 @@ Authors
 """
 
 import argparse
-import hashlib
-import json
 import logging
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import torch
+
+from .tiny_builds import cached_build, read_text_file, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -267,15 +266,6 @@ def _atomic_write_bytes(path, data):
         raise
 
 
-def _build_key(texts, settings):
-    digest = hashlib.sha256()
-    digest.update(json.dumps(settings, sort_keys=True).encode())
-    for text in texts:
-        digest.update(text.encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
 def build_tiny_llm(
     output_folder,
     texts,
@@ -358,28 +348,8 @@ def build_tiny_llm(
         "initializer_range": initializer_range,
         "tie_word_embeddings": tie_word_embeddings,
     }
-    key = _build_key(texts, settings)
-    manifest = output_folder / BUILD_MANIFEST
-    if manifest.is_file():
-        try:
-            previous = json.loads(manifest.read_text())
-        except (OSError, ValueError):
-            previous = {}
-        if previous.get("key") == key:
-            logger.debug("Reusing the tiny LLM in %s", output_folder)
-            return output_folder
-        logger.info("Rebuilding the tiny LLM in %s (corpus or settings changed)", output_folder)
-    elif output_folder.exists() and any(output_folder.iterdir()):
-        raise FileExistsError(
-            f"{output_folder} exists, is not empty and holds no tiny LLM build "
-            f"({BUILD_MANIFEST} missing): give an empty or new folder."
-        )
 
-    output_folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp_folder = Path(
-        tempfile.mkdtemp(dir=output_folder.parent, prefix=f".{output_folder.name}.tmp")
-    )
-    try:
+    def write(tmp_folder):
         tokenizer = train_tokenizer(texts, tmp_folder, vocab_size=vocab_size)
         config = LlamaConfig(
             vocab_size=len(tokenizer),
@@ -400,7 +370,7 @@ def build_tiny_llm(
             ],
         )
         generator = torch.Generator().manual_seed(seed)
-        with _seeded(seed):
+        with seeded(seed):
             model = LlamaForCausalLM(config)
         # Re-draw every weight from the generator so the build does not depend on the
         # transformers version's init order.
@@ -421,87 +391,9 @@ def build_tiny_llm(
             do_sample=False,
         )
         generation_config.save_pretrained(tmp_folder)
-        _atomic_write_bytes(
-            tmp_folder / BUILD_MANIFEST,
-            json.dumps({"key": key, "settings": settings}, indent=2).encode(),
-        )
-        _make_readable(tmp_folder)
-        _replace_folder(tmp_folder, output_folder)
-    except BaseException:
-        shutil.rmtree(tmp_folder, ignore_errors=True)
-        raise
-    logger.info(
-        "Built a tiny LLM (vocab %d, dim %d) in %s", len(tokenizer), hidden_size, output_folder
-    )
+
+    cached_build(output_folder, "LLM", BUILD_MANIFEST, texts, settings, write)
     return output_folder
-
-
-class _seeded:
-    """Context manager fixing torch's global seed and restoring the RNG state on exit."""
-
-    def __init__(self, seed):
-        self.seed = seed
-
-    def __enter__(self):
-        self.state = torch.random.get_rng_state()
-        torch.manual_seed(self.seed)
-
-    def __exit__(self, *exc):
-        torch.random.set_rng_state(self.state)
-        return False
-
-
-def _make_readable(folder):
-    """Gives the build the usual umask permissions (mkdtemp/mkstemp create 0700/0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for path in folder.iterdir():
-        if path.is_file():
-            os.chmod(path, 0o666 & ~umask)
-
-
-def _replace_folder(new_folder, output_folder):
-    """Moves ``new_folder`` to ``output_folder``, replacing an older build if any."""
-    if output_folder.exists():
-        old = Path(tempfile.mkdtemp(dir=output_folder.parent, prefix=f".{output_folder.name}.old"))
-        os.replace(output_folder, old / "build")
-        os.replace(new_folder, output_folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new_folder, output_folder)
-
-
-def read_text_file(path):
-    """Reads one sentence per line (empty lines are skipped).
-
-    Arguments
-    ---------
-    path : str or Path
-        A UTF-8 text file.
-
-    Returns
-    -------
-    list of str
-        The sentences.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "corpus.txt"
-    >>> _ = path.write_text("the cat\\n\\nthe dog\\n")
-    >>> read_text_file(path)
-    ['the cat', 'the dog']
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Text file {path} not found (one sentence per line expected).")
-    with open(path, encoding="utf-8") as handle:
-        texts = [line.strip() for line in handle]
-    texts = [text for text in texts if text]
-    if not texts:
-        raise ValueError(f"Text file {path} holds no sentence.")
-    return texts
 
 
 def main(argv=None):

@@ -29,16 +29,12 @@ speechmapper developers, 2026
 
 import argparse
 import io
-import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from .files import write_json
-from .tiny_llm import _build_key, _make_readable, _replace_folder, read_text_file
+from .tiny_builds import cached_build, read_text_file
 
 __all__ = ["DEFAULT_LANGUAGES", "build_tiny_seamless", "train_seamless_tokenizer"]
 
@@ -247,33 +243,15 @@ def build_tiny_seamless(
         "max_new_tokens": max_new_tokens,
         "vocab_size": vocab_size,
     }
-    key = _build_key(texts, settings)
-    manifest = folder / BUILD_MANIFEST
-    if manifest.is_file():
-        try:
-            previous = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            previous = {}
-        if previous.get("key") == key and (folder / "config.json").is_file():
-            logger.debug("Reusing the tiny Seamless model in %s", folder)
-            return folder
-        logger.info("Rebuilding the tiny Seamless model in %s (corpus or settings changed)", folder)
-    elif folder.exists() and any(folder.iterdir()):
-        raise FileExistsError(
-            f"{folder} exists, is not empty and holds no tiny Seamless build "
-            f"({BUILD_MANIFEST} missing): give an empty or new folder."
-        )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp_folder = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
-    try:
-        _build(tmp_folder, texts, settings)
-        write_json(tmp_folder / BUILD_MANIFEST, {"key": key, "settings": settings})
-        _make_readable(tmp_folder)
-        _replace_folder(tmp_folder, folder)
-    except BaseException:
-        shutil.rmtree(tmp_folder, ignore_errors=True)
-        raise
-    logger.info("Built a tiny SeamlessM4T-v2 model in %s", folder)
+    cached_build(
+        folder,
+        "Seamless model",
+        BUILD_MANIFEST,
+        texts,
+        settings,
+        lambda tmp: _build(tmp, texts, settings),
+        ready="config.json",
+    )
     return folder
 
 

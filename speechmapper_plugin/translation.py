@@ -49,6 +49,7 @@ from .data import ANSWER_SEPARATOR, read_manifest_rows, split_answers
 from .resumable import ResumableJob
 
 __all__ = [
+    "SeamlessModel",
     "DEFAULT_SEAMLESS_MODEL",
     "SEAMLESS_LANGUAGES",
     "seamless_code",
@@ -186,7 +187,54 @@ def _batches(items, size):
         yield items[start : start + size]
 
 
-class SeamlessTranslator:
+def _check_positive_ints(owner, **values):
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}.")
+
+
+class SeamlessModel:
+    """A SeamlessM4T-v2 model (by hub id or local folder) and its tokenizer, loaded once on
+    first use: what the translation and the TTS tools share. Subclasses name the
+    ``transformers`` class (``model_class``) and what it does (``kind``, for the log).
+
+    Example
+    -------
+    >>> SeamlessModel("facebook/seamless-m4t-v2-large", device="cpu", batch_size=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: SeamlessModel: batch_size must be a positive int, got 0.
+    """
+
+    model_class = None
+    kind = "model"
+
+    def __init__(self, model=DEFAULT_SEAMLESS_MODEL, device=None, dtype="float32", batch_size=8):
+        from .llm import _parse_dtype
+
+        _check_positive_ints(type(self).__name__, batch_size=batch_size)
+        self.model = str(model)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = _parse_dtype(dtype)
+        self.batch_size = batch_size
+        self._model = None
+        self._tokenizer = None
+
+    def load(self):
+        """Loads the tokenizer and model (once); returns the model."""
+        if self._model is None:
+            import transformers
+
+            folder = seamless_folder(self.model)
+            self._tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+            model_class = getattr(transformers, self.model_class)
+            model = model_class.from_pretrained(folder, dtype=self.dtype)
+            self._model = model.to(self.device).eval()
+            logger.info("Loaded %s (%s) on %s", self.model, self.kind, self.device)
+        return self._model
+
+
+class SeamlessTranslator(SeamlessModel):
     """Batched text-to-text translation with ``SeamlessM4Tv2ForTextToText``.
 
     Arguments
@@ -215,6 +263,9 @@ class SeamlessTranslator:
     (2, True)
     """
 
+    model_class = "SeamlessM4Tv2ForTextToText"
+    kind = "text-to-text"
+
     def __init__(
         self,
         model=DEFAULT_SEAMLESS_MODEL,
@@ -224,33 +275,10 @@ class SeamlessTranslator:
         num_beams=5,
         max_new_tokens=None,
     ):
-        from .llm import _parse_dtype
-
-        for name, value in (("batch_size", batch_size), ("num_beams", num_beams)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"SeamlessTranslator: {name} must be a positive int, got {value!r}."
-                )
-        self.model = str(model)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = _parse_dtype(dtype)
-        self.batch_size = batch_size
+        super().__init__(model, device, dtype, batch_size)
+        _check_positive_ints(type(self).__name__, num_beams=num_beams)
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
-        self._model = None
-        self._tokenizer = None
-
-    def load(self):
-        """Loads the tokenizer and model (once); returns the model."""
-        if self._model is None:
-            from transformers import AutoTokenizer, SeamlessM4Tv2ForTextToText
-
-            folder = seamless_folder(self.model)
-            self._tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = SeamlessM4Tv2ForTextToText.from_pretrained(folder, dtype=self.dtype)
-            self._model = model.to(self.device).eval()
-            logger.info("Loaded %s (text-to-text) on %s", self.model, self.device)
-        return self._model
 
     @property
     def languages(self):
@@ -450,7 +478,7 @@ def translate_manifest(
 
     Example
     -------
-    >>> import tempfile
+    >>> import os, tempfile
     >>> from speechmapper_plugin.data import write_csv
     >>> folder = tempfile.mkdtemp()
     >>> src, out = os.path.join(folder, "in.csv"), os.path.join(folder, "out.csv")

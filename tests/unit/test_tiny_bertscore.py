@@ -44,7 +44,7 @@ def test_build_is_reused_and_bad_input_refused(built, tmp_path):
         build_tiny_bertscore(tmp_path / "a", ["same", "same"])
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x.txt").write_text("x")
-    with pytest.raises(FileExistsError, match="holds no tiny BERTScore build"):
+    with pytest.raises(FileExistsError, match="holds no tiny BERTScore model build"):
         build_tiny_bertscore(tmp_path / "busy", TEXTS)
 
 

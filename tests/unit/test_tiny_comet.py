@@ -166,7 +166,7 @@ def test_builder_bad_input(tmp_path):
         build_tiny_comet(tmp_path / "b", ["the cat"], hidden_size=30, num_heads=4)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "file.txt").write_text("x")
-    with pytest.raises(FileExistsError, match="holds no tiny COMET build"):
+    with pytest.raises(FileExistsError, match="holds no tiny COMET model build"):
         build_tiny_comet(tmp_path / "busy", ["the cat"])
 
 
