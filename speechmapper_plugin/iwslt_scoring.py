@@ -185,16 +185,9 @@ def talk_wer(hypotheses, references, lang="en"):
 
 
 def _import_mweralign():
-    """Imports ``mweralign`` without keeping the ``logging.basicConfig`` it runs."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    import mweralign
+    from .metrics import import_keeping_logging
 
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    return mweralign
+    return import_keeping_logging("mweralign")
 
 
 @contextmanager

@@ -315,17 +315,29 @@ def _looks_like_path(model):
     )
 
 
-def _import_comet():
-    """Imports ``comet`` without keeping the ``logging.basicConfig(level=INFO)`` it runs."""
+def import_keeping_logging(name):
+    """Imports module ``name`` without keeping the ``logging.basicConfig`` some libraries run
+    on import (``comet``, ``mweralign``): the root logger's handlers and level are restored.
+
+    Example
+    -------
+    >>> import_keeping_logging("json").__name__
+    'json'
+    """
+    import importlib
+
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    import comet
-
+    module = importlib.import_module(name)
     for handler in root.handlers[:]:
         if handler not in handlers:
             root.removeHandler(handler)
     root.setLevel(level)
-    return comet
+    return module
+
+
+def _import_comet():
+    return import_keeping_logging("comet")
 
 
 @contextmanager
