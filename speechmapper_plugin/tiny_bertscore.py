@@ -30,14 +30,13 @@ Authors
 speechmapper developers, 2026
 """
 
-import argparse
 import json
 import logging
 from pathlib import Path
 
 from .files import atomic_write_text
-from .tiny_builds import cached_build, read_text_file, seeded
-from .tiny_comet import _check_texts, train_xlmr_tokenizer
+from .tiny_builds import builder_cli, cached_build, seeded
+from .tiny_comet import ENCODER_OPTIONS, _check_texts, train_xlmr_tokenizer
 
 __all__ = ["BASELINE_FILE", "build_tiny_bertscore"]
 
@@ -185,31 +184,11 @@ def _baseline_table(folder, texts, num_layers):
 
 def main(argv=None):
     """Command-line entry point (``python -m speechmapper_plugin.tiny_bertscore --help``)."""
-    parser = argparse.ArgumentParser(
-        description="Build a tiny random-init BERTScore encoder and its baseline file (offline)."
-    )
-    parser.add_argument("--output_folder", required=True, help="where to save the model")
-    parser.add_argument(
-        "--text_file", required=True, action="append", help="corpus, one sentence per line"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hidden_size", type=int, default=32)
-    parser.add_argument("--num_layers", type=int, default=2)
-    parser.add_argument("--num_heads", type=int, default=2)
-    parser.add_argument("--intermediate_size", type=int, default=64)
-    parser.add_argument("--vocab_size", type=int, default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    texts = [text for path in args.text_file for text in read_text_file(path)]
-    built = build_tiny_bertscore(
-        args.output_folder,
-        texts,
-        seed=args.seed,
-        hidden_size=args.hidden_size,
-        num_layers=args.num_layers,
-        num_heads=args.num_heads,
-        intermediate_size=args.intermediate_size,
-        vocab_size=args.vocab_size,
+    built = builder_cli(
+        build_tiny_bertscore,
+        "Build a tiny random-init BERTScore encoder and its baseline file (offline).",
+        ENCODER_OPTIONS,
+        argv,
     )
     print(json.dumps(built))
     return built

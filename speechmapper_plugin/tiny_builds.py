@@ -8,6 +8,7 @@ Authors
 speechmapper developers, 2026
 """
 
+import argparse
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ import torch
 
 from .files import write_json
 
-__all__ = ["build_key", "cached_build", "seeded", "read_text_file"]
+__all__ = ["build_key", "cached_build", "seeded", "read_text_file", "builder_cli"]
 
 logger = logging.getLogger(__name__)
 
@@ -181,3 +182,44 @@ def read_text_file(path):
     if not texts:
         raise ValueError(f"Text file {path} holds no sentence.")
     return texts
+
+
+def builder_cli(build, description, options, argv=None):
+    """The command line of a tiny builder: ``--output_folder``, ``--text_file`` (repeatable,
+    one sentence per line) and the builder's own ``options``.
+
+    Arguments
+    ---------
+    build : callable
+        ``build(output_folder, texts, **options)``.
+    description : str
+        The ``--help`` description.
+    options : dict
+        Option name -> ``argparse`` keyword arguments (``type``, ``default``, ``help``...).
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    What ``build`` returns.
+
+    Example
+    -------
+    >>> corpus = Path(tempfile.mkdtemp()) / "c.txt"
+    >>> _ = corpus.write_text("the cat\\nthe dog\\n")
+    >>> builder_cli(lambda folder, texts, seed: (folder, texts, seed), "demo",
+    ...             {"seed": {"type": int, "default": 0}},
+    ...             ["--output_folder", "out", "--text_file", str(corpus), "--seed", "3"])
+    ('out', ['the cat', 'the dog'], 3)
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--output_folder", required=True, help="where to save the model")
+    parser.add_argument(
+        "--text_file", required=True, action="append", help="corpus, one sentence per line"
+    )
+    for name, kwargs in options.items():
+        parser.add_argument(f"--{name}", **kwargs)
+    args = vars(parser.parse_args(argv))
+    logging.basicConfig(level=logging.INFO)
+    texts = [text for path in args.pop("text_file") for text in read_text_file(path)]
+    return build(args.pop("output_folder"), texts, **args)

@@ -27,7 +27,6 @@ Authors
 speechmapper developers, 2026
 """
 
-import argparse
 import io
 import logging
 from pathlib import Path
@@ -35,7 +34,7 @@ from pathlib import Path
 import torch
 
 from .files import atomic_write_text
-from .tiny_builds import cached_build, read_text_file, seeded
+from .tiny_builds import builder_cli, cached_build, seeded
 from .tiny_llm import default_vocab_size
 
 __all__ = ["build_tiny_comet", "train_xlmr_tokenizer"]
@@ -271,33 +270,24 @@ def _build(tmp_folder, final_encoder, texts, settings):
     atomic_write_text(tmp_folder / "hparams.yaml", yaml.safe_dump(hparams, sort_keys=True))
 
 
+#: Command-line options of the tiny XLM-R-style encoders (COMET, BERTScore).
+ENCODER_OPTIONS = {
+    "seed": {"type": int, "default": 0},
+    "hidden_size": {"type": int, "default": 32},
+    "num_layers": {"type": int, "default": 2},
+    "num_heads": {"type": int, "default": 2},
+    "intermediate_size": {"type": int, "default": 64},
+    "vocab_size": {"type": int, "default": None},
+}
+
+
 def main(argv=None):
     """Command-line entry point (``python -m speechmapper_plugin.tiny_comet --help``)."""
-    parser = argparse.ArgumentParser(
-        description="Build a tiny random-init COMET model (offline stand-in for wmt22-comet-da)."
-    )
-    parser.add_argument("--output_folder", required=True, help="where to save the model")
-    parser.add_argument(
-        "--text_file", required=True, action="append", help="corpus, one sentence per line"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hidden_size", type=int, default=32)
-    parser.add_argument("--num_layers", type=int, default=2)
-    parser.add_argument("--num_heads", type=int, default=2)
-    parser.add_argument("--intermediate_size", type=int, default=64)
-    parser.add_argument("--vocab_size", type=int, default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    texts = [text for path in args.text_file for text in read_text_file(path)]
-    checkpoint = build_tiny_comet(
-        args.output_folder,
-        texts,
-        seed=args.seed,
-        hidden_size=args.hidden_size,
-        num_layers=args.num_layers,
-        num_heads=args.num_heads,
-        intermediate_size=args.intermediate_size,
-        vocab_size=args.vocab_size,
+    checkpoint = builder_cli(
+        build_tiny_comet,
+        "Build a tiny random-init COMET model (offline stand-in for wmt22-comet-da).",
+        ENCODER_OPTIONS,
+        argv,
     )
     print(checkpoint)
     return checkpoint

@@ -23,7 +23,6 @@ Authors
  * SpeechMapper plugin contributors
 """
 
-import argparse
 import logging
 import os
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .tiny_builds import cached_build, read_text_file, seeded
+from .tiny_builds import builder_cli, cached_build, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -398,37 +397,21 @@ def build_tiny_llm(
 
 def main(argv=None):
     """Command-line entry point (``python -m speechmapper_plugin.tiny_llm --help``)."""
-    parser = argparse.ArgumentParser(
-        description="Build a tiny random-init Llama-3.1-like LLM (HF folder) from a text corpus."
-    )
-    parser.add_argument("--output_folder", required=True, help="where to save the model")
-    parser.add_argument(
-        "--text_file", required=True, action="append", help="corpus, one sentence per line"
-    )
-    parser.add_argument("--hidden_size", type=int, default=128)
-    parser.add_argument("--num_layers", type=int, default=2)
-    parser.add_argument("--num_heads", type=int, default=4)
-    parser.add_argument("--num_kv_heads", type=int, default=2)
-    parser.add_argument("--intermediate_size", type=int, default=256)
-    parser.add_argument("--vocab_size", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max_shard_size", default=None, help='e.g. "100KB" for a sharded build')
-    parser.add_argument("--initializer_range", type=float, default=0.02)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    texts = [text for path in args.text_file for text in read_text_file(path)]
-    folder = build_tiny_llm(
-        args.output_folder,
-        texts,
-        hidden_size=args.hidden_size,
-        num_layers=args.num_layers,
-        num_heads=args.num_heads,
-        num_kv_heads=args.num_kv_heads,
-        intermediate_size=args.intermediate_size,
-        seed=args.seed,
-        vocab_size=args.vocab_size,
-        max_shard_size=args.max_shard_size,
-        initializer_range=args.initializer_range,
+    folder = builder_cli(
+        build_tiny_llm,
+        "Build a tiny random-init Llama-3.1-like LLM (HF folder) from a text corpus.",
+        {
+            "hidden_size": {"type": int, "default": 128},
+            "num_layers": {"type": int, "default": 2},
+            "num_heads": {"type": int, "default": 4},
+            "num_kv_heads": {"type": int, "default": 2},
+            "intermediate_size": {"type": int, "default": 256},
+            "vocab_size": {"type": int, "default": None},
+            "seed": {"type": int, "default": 0},
+            "max_shard_size": {"default": None, "help": 'e.g. "100KB" for a sharded build'},
+            "initializer_range": {"type": float, "default": 0.02},
+        },
+        argv,
     )
     print(folder)
     return folder

@@ -27,14 +27,13 @@ Authors
 speechmapper developers, 2026
 """
 
-import argparse
 import io
 import logging
 from pathlib import Path
 
 import torch
 
-from .tiny_builds import cached_build, read_text_file
+from .tiny_builds import builder_cli, cached_build
 
 __all__ = ["DEFAULT_LANGUAGES", "build_tiny_seamless", "train_seamless_tokenizer"]
 
@@ -378,36 +377,21 @@ def _redraw(model, seed):
 
 def main(argv=None):
     """Command-line entry point (``python -m speechmapper_plugin.tiny_seamless --help``)."""
-    parser = argparse.ArgumentParser(
-        description="Build a tiny random-init SeamlessM4T-v2 (offline stand-in for "
-        "facebook/seamless-m4t-v2-large)."
-    )
-    parser.add_argument("--output_folder", required=True, help="where to save the model")
-    parser.add_argument(
-        "--text_file", required=True, action="append", help="corpus, one sentence per line"
-    )
-    parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES))
-    parser.add_argument("--num_speakers", type=int, default=4)
-    parser.add_argument("--num_units", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hidden_size", type=int, default=16)
-    parser.add_argument("--sampling_rate", type=int, default=16000)
-    parser.add_argument("--max_new_tokens", type=int, default=12)
-    parser.add_argument("--vocab_size", type=int, default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    texts = [text for path in args.text_file for text in read_text_file(path)]
-    folder = build_tiny_seamless(
-        args.output_folder,
-        texts,
-        languages=args.languages,
-        num_speakers=args.num_speakers,
-        num_units=args.num_units,
-        seed=args.seed,
-        hidden_size=args.hidden_size,
-        sampling_rate=args.sampling_rate,
-        max_new_tokens=args.max_new_tokens,
-        vocab_size=args.vocab_size,
+    folder = builder_cli(
+        build_tiny_seamless,
+        "Build a tiny random-init SeamlessM4T-v2 (offline stand-in for "
+        "facebook/seamless-m4t-v2-large).",
+        {
+            "languages": {"nargs": "+", "default": list(DEFAULT_LANGUAGES)},
+            "num_speakers": {"type": int, "default": 4},
+            "num_units": {"type": int, "default": 20},
+            "seed": {"type": int, "default": 0},
+            "hidden_size": {"type": int, "default": 16},
+            "sampling_rate": {"type": int, "default": 16000},
+            "max_new_tokens": {"type": int, "default": 12},
+            "vocab_size": {"type": int, "default": None},
+        },
+        argv,
     )
     print(folder)
     return folder

@@ -214,4 +214,6 @@ def test_cli_builds_from_text_file(tmp_path, corpus):
     assert config["hidden_size"] == 32
     assert config["num_key_value_heads"] == 1
     with pytest.raises(FileNotFoundError, match="missing.txt"):
-        tiny_llm.read_text_file(tmp_path / "missing.txt")
+        tiny_llm.main(
+            ["--output_folder", str(tmp_path / "x"), "--text_file", str(tmp_path / "missing.txt")]
+        )
