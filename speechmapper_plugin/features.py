@@ -583,6 +583,43 @@ class _FrozenEncoder(torch.nn.Module):
         return super().train(False)
 
 
+class SeamlessFrontEnd:
+    """SeamlessM4T-v2's own front-end for one utterance (picklable, CPU, no weights).
+
+    80-dim Kaldi fbank, per-utterance normalization and 2 frames stacked into 160 dims, as
+    ``SeamlessM4TFeatureExtractor`` computes them. Padding per-utterance outputs with zeros
+    (features and mask) gives exactly the extractor's batched output, so extraction runs it in
+    DataLoader workers, in parallel with the encoder (``extract_to_cache(num_workers=...)``).
+
+    Arguments
+    ---------
+    feature_extractor : transformers.SeamlessM4TFeatureExtractor
+        The checkpoint's feature extractor.
+
+    Example
+    -------
+    >>> from transformers import SeamlessM4TFeatureExtractor
+    >>> features, mask = SeamlessFrontEnd(SeamlessM4TFeatureExtractor())(torch.zeros(16000))
+    >>> features.shape, int(mask.sum())
+    (torch.Size([49, 160]), 49)
+    """
+
+    def __init__(self, feature_extractor):
+        self.feature_extractor = feature_extractor
+        self.sample_rate = int(feature_extractor.sampling_rate)
+
+    def __call__(self, wav):
+        """Features ``[T, 160]`` and mask ``[T]`` of a 1-D waveform."""
+        inputs = self.feature_extractor(
+            [wav.float().cpu().numpy()],
+            sampling_rate=self.sample_rate,
+            padding=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        return inputs["input_features"][0], inputs["attention_mask"][0]
+
+
 class SeamlessSpeechEncoder(_FrozenEncoder):
     """SeamlessM4T-v2 speech encoder, truncated after conformer layer ``layer``.
 
@@ -667,6 +704,7 @@ class SeamlessSpeechEncoder(_FrozenEncoder):
         self.feature_extractor = SeamlessM4TFeatureExtractor.from_json_file(
             files.file("preprocessor_config.json")
         )
+        self.front_end = SeamlessFrontEnd(self.feature_extractor)
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         stride = int(self.feature_extractor.stride)
         self.output_dim = int(config.hidden_size)
@@ -713,7 +751,7 @@ class SeamlessSpeechEncoder(_FrozenEncoder):
         }
 
     def forward(self, wavs, wav_lens):
-        """Encodes 16 kHz waveforms.
+        """Encodes 16 kHz waveforms (:meth:`fbank`, then :meth:`encode_fbank`).
 
         Arguments
         ---------
@@ -730,6 +768,26 @@ class SeamlessSpeechEncoder(_FrozenEncoder):
         lens : torch.Tensor
             Relative lengths of ``feats``.
         """
+        return self.encode_fbank(*self.fbank(wavs, wav_lens))
+
+    def fbank(self, wavs, wav_lens):
+        """The model's own front-end on the CPU: stacked 160-dim fbank frames and their mask
+        (a whole batch; :attr:`front_end` does one utterance).
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Waveforms in [-1, 1], shape ``[B, S]``.
+        wav_lens : torch.Tensor
+            Relative lengths, shape ``[B]``.
+
+        Returns
+        -------
+        features : torch.Tensor
+            ``[B, T, 160]`` float32 (CPU), 50 frames/s.
+        mask : torch.Tensor
+            ``[B, T]`` attention mask (1 on real frames).
+        """
         n_samples = relative_to_frames(wav_lens, wavs.shape[1]).tolist()
         raw = [wavs[i, :n].float().cpu().numpy() for i, n in enumerate(n_samples)]
         inputs = self.feature_extractor(
@@ -739,9 +797,28 @@ class SeamlessSpeechEncoder(_FrozenEncoder):
             return_attention_mask=True,
             return_tensors="pt",
         )
+        return inputs["input_features"], inputs["attention_mask"]
+
+    def encode_fbank(self, features, mask):
+        """Runs the conformer up to ``layer`` on :meth:`fbank` outputs (on the model's device).
+
+        Arguments
+        ---------
+        features : torch.Tensor
+            ``[B, T, 160]`` stacked fbank frames.
+        mask : torch.Tensor
+            ``[B, T]`` attention mask.
+
+        Returns
+        -------
+        feats : torch.Tensor
+            ``[B, T', hidden_size]``, zero on padded frames.
+        lens : torch.Tensor
+            Relative lengths of ``feats``.
+        """
         device = self.feature_projection.projection.weight.device
-        features = inputs["input_features"].to(device=device, dtype=self.dtype)
-        mask = inputs["attention_mask"].to(device)
+        features = features.to(device=device, dtype=self.dtype)
+        mask = mask.to(device)
         hidden = self.feature_projection(features)
         hidden = self.encoder(hidden, attention_mask=mask).last_hidden_state
         n_frames = mask.sum(dim=1)
@@ -1475,6 +1552,44 @@ def _encoder_description(encoder):
     return {"class": f"{type(encoder).__module__}.{type(encoder).__qualname__}"}
 
 
+def _identity(record):
+    return record
+
+
+class _AudioReader(torch.utils.data.Dataset):
+    """Reads one extraction item: its audio, checked against the length limits, and the
+    encoder's per-utterance front-end output when it has one (run in DataLoader workers)."""
+
+    def __init__(self, items, sample_rate, max_seconds, min_samples, front_end=None):
+        self.items = items
+        self.sample_rate = sample_rate
+        self.max_seconds = max_seconds
+        self.min_samples = min_samples
+        self.front_end = front_end
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        utt_id, path, *segment = self.items[index]
+        stats = collections.Counter()
+        record = {"utt_id": utt_id, "path": path, "stats": stats, "error": None}
+        try:
+            wav = load_audio(path, self.sample_rate, stats, *segment)
+        except AudioError as err:
+            record["error"] = str(err)
+            return record
+        record["n_samples"] = n = int(wav.shape[0])
+        too_long = self.max_seconds is not None and n / self.sample_rate > self.max_seconds
+        if too_long or n < self.min_samples:
+            return record  # skipped (and logged) by the main process
+        if self.front_end is not None:
+            record["fbank"], record["mask"] = self.front_end(wav)
+        else:
+            record["wav"] = wav
+        return record
+
+
 def extract_to_cache(
     encoder,
     items,
@@ -1488,6 +1603,7 @@ def extract_to_cache(
     shard_size=1000,
     progress=True,
     amp=False,
+    num_workers=0,
 ):
     """Extracts features of a corpus into a feature cache (resumable).
 
@@ -1527,6 +1643,11 @@ def extract_to_cache(
         Shows a tqdm progress bar.
     amp : bool
         Runs the encoder under bf16 autocast (``torch.autocast(device.type, torch.bfloat16)``).
+    num_workers : int
+        DataLoader worker processes that read and decode the audio and, for encoders with a
+        per-utterance ``front_end`` (SeamlessM4T-v2's fbank), compute it, while the main
+        process runs the encoder; 0 does everything in the main process. The features are
+        the same either way.
 
     Returns
     -------
@@ -1555,6 +1676,8 @@ def extract_to_cache(
         raise ValueError(f"average must be a positive integer, got {average!r}.")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}.")
+    if isinstance(num_workers, bool) or int(num_workers) != num_workers or num_workers < 0:
+        raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}.")
     device = torch.device(device)
     encoder = encoder.to(device)
     encoder.eval()
@@ -1589,24 +1712,33 @@ def extract_to_cache(
 
         bar = tqdm(total=total, desc="features", unit="utt", dynamic_ncols=True)
 
+    front_end = getattr(encoder, "front_end", None)
+    if front_end is not None and not callable(getattr(encoder, "encode_fbank", None)):
+        front_end = None
+
     def encode(pending, writer):
-        pending.sort(key=lambda item: item[1].shape[0], reverse=True)
+        pending.sort(key=lambda record: record["n_samples"], reverse=True)
         for first in range(0, len(pending), batch_size):
             chunk = pending[first : first + batch_size]
-            wavs, wav_lens = _pad_waveforms([wav for _, wav in chunk])
             amp_ctx = (
                 torch.autocast(device_type=device.type, dtype=torch.bfloat16)
                 if amp
                 else contextlib.nullcontext()
             )
             with torch.no_grad(), amp_ctx:
-                feats, lens = encoder(wavs.to(device), wav_lens.to(device))
+                if front_end is not None:
+                    fbank, _ = _pad_features([r["fbank"] for r in chunk])
+                    mask, _ = _pad_features([r["mask"][:, None] for r in chunk])
+                    feats, lens = encoder.encode_fbank(fbank, mask[..., 0])
+                else:
+                    wavs, wav_lens = _pad_waveforms([r["wav"] for r in chunk])
+                    feats, lens = encoder(wavs.to(device), wav_lens.to(device))
             feats, lens = average_frames(feats.float(), lens, average)
             n_frames = relative_to_frames(lens, feats.shape[1]).tolist()
-            for i, ((utt_id, wav), n) in enumerate(zip(chunk, n_frames)):
-                writer.add(utt_id, feats[i, :n])
+            for i, (record, n) in enumerate(zip(chunk, n_frames)):
+                writer.add(record["utt_id"], feats[i, :n])
                 summary["extracted"] += 1
-                summary["audio_seconds"] += wav.shape[0] / sample_rate
+                summary["audio_seconds"] += record["n_samples"] / sample_rate
             if bar is not None:
                 bar.update(len(chunk))
         pending.clear()
@@ -1615,9 +1747,9 @@ def extract_to_cache(
         with FeatureCacheWriter(folder, cache_config, shard_size=shard_size) as writer:
             done = writer.done_ids()
             seen = set()
-            pending = []
+            todo = []
             for item in items:
-                utt_id, path, *segment = item
+                utt_id, path, *_ = item
                 if utt_id in seen:
                     raise ValueError(
                         f"Duplicate utterance id {utt_id!r} in the extraction list (second "
@@ -1629,40 +1761,52 @@ def extract_to_cache(
                     if bar is not None:
                         bar.update(1)
                     continue
+                todo.append(tuple(item))
+            reader = _AudioReader(todo, sample_rate, max_seconds, min_samples, front_end)
+            if num_workers > 0 and todo:
+                records = torch.utils.data.DataLoader(
+                    reader,
+                    batch_size=None,
+                    num_workers=int(num_workers),
+                    collate_fn=_identity,
+                    prefetch_factor=max(2, window // int(num_workers)),
+                )
+            else:
+                records = (reader[index] for index in range(len(reader)))
+            pending = []
+            for record in records:
+                utt_id, path = record["utt_id"], record["path"]
+                audio_stats.update(record["stats"])
                 reason = None
-                try:
-                    wav = load_audio(path, sample_rate, audio_stats, *segment)
-                except AudioError as err:
+                if record["error"] is not None:
                     summary["skipped_missing"] += 1
-                    logger.warning("Skipping utterance %s: %s", utt_id, err)
+                    logger.warning("Skipping utterance %s: %s", utt_id, record["error"])
                     reason = "missing"
-                else:
-                    seconds = wav.shape[0] / sample_rate
-                    if max_seconds is not None and seconds > max_seconds:
-                        summary["skipped_too_long"] += 1
-                        logger.warning(
-                            "Skipping utterance %s: %.2f s is longer than max_seconds=%s (%s)",
-                            utt_id,
-                            seconds,
-                            max_seconds,
-                            path,
-                        )
-                        reason = "too long"
-                    elif wav.shape[0] < min_samples:
-                        summary["skipped_too_short"] += 1
-                        logger.warning(
-                            "Skipping utterance %s: %d samples, the encoder needs at least %d (%s)",
-                            utt_id,
-                            wav.shape[0],
-                            min_samples,
-                            path,
-                        )
-                        reason = "too short"
+                elif max_seconds is not None and record["n_samples"] / sample_rate > max_seconds:
+                    summary["skipped_too_long"] += 1
+                    logger.warning(
+                        "Skipping utterance %s: %.2f s is longer than max_seconds=%s (%s)",
+                        utt_id,
+                        record["n_samples"] / sample_rate,
+                        max_seconds,
+                        path,
+                    )
+                    reason = "too long"
+                elif record["n_samples"] < min_samples:
+                    summary["skipped_too_short"] += 1
+                    logger.warning(
+                        "Skipping utterance %s: %d samples, the encoder needs at least %d (%s)",
+                        utt_id,
+                        record["n_samples"],
+                        min_samples,
+                        path,
+                    )
+                    reason = "too short"
                 if reason is not None:
                     if bar is not None:
                         bar.update(1)
                     continue
-                pending.append((utt_id, wav))
+                pending.append(record)
                 if len(pending) >= window:
                     encode(pending, writer)
             encode(pending, writer)

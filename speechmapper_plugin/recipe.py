@@ -106,6 +106,7 @@ def extract_features_main(prepare, argv):
             config,
             average=hparams["frame_average"],
             batch_size=hparams["extract_batch_size"],
+            num_workers=hparams["extract_num_workers"],
             device=resolve_device(run_opts),
             max_seconds=hparams["max_duration"],
             shard_size=hparams["shard_size"],

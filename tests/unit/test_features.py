@@ -360,6 +360,17 @@ def test_seamless_extraction_with_averaging(seamless_dir, tmp_path):
     assert cache.length("s2") == math.ceil(feats.shape[1] / 2)
     torch.testing.assert_close(cache["s2"], expected[0], atol=2e-3, rtol=2e-3)
 
+    # Audio and fbank in 2 worker processes, encoder in the main one: the same cache.
+    parallel = extract_to_cache(
+        encoder, items, tmp_path / "workers", {}, average=2, batch_size=2, progress=False,
+        num_workers=2,
+    )  # fmt: skip
+    assert parallel["extracted"] == 3 and parallel["skipped_too_short"] == 1
+    workers = FeatureCache(tmp_path / "workers")
+    assert sorted(workers.ids()) == sorted(cache.ids())
+    for utt_id in cache.ids():
+        assert torch.equal(workers[utt_id], cache[utt_id])
+
     amp = extract_to_cache(
         encoder, items, tmp_path / "amp", {}, average=2, batch_size=2, progress=False, amp=True
     )
@@ -623,7 +634,8 @@ def corpus(tmp_path):
     return items
 
 
-def test_extract_to_cache_values_and_skips(corpus, tmp_path, caplog):
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_extract_to_cache_values_and_skips(corpus, tmp_path, caplog, num_workers):
     garbage = tmp_path / "bad.flac"
     garbage.write_bytes(os.urandom(1000))
     long_path = tmp_path / "long.wav"
@@ -638,7 +650,7 @@ def test_extract_to_cache_values_and_skips(corpus, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger=LOGGER):
         summary = extract_to_cache(
             frontend, items, out, {"recipe": "test"}, average=2, batch_size=3, max_seconds=1.5,
-            progress=False,
+            progress=False, num_workers=num_workers,
         )  # fmt: skip
     assert summary["extracted"] == 7 and summary["already_cached"] == 0
     assert summary["skipped_missing"] == 2 and summary["skipped_too_long"] == 1
@@ -716,3 +728,9 @@ def test_extract_refuses_other_settings_and_duplicate_ids(corpus, tmp_path):
     dup = corpus[2:4] + [(corpus[2][0], corpus[5][1])]
     with pytest.raises(ValueError, match=f"Duplicate utterance id '{corpus[2][0]}'"):
         extract_to_cache(FbankFrontend(), dup, out, {}, average=2, progress=False)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_extract_rejects_a_bad_worker_count(corpus, tmp_path, bad):
+    with pytest.raises(ValueError, match=f"num_workers must be an integer >= 0, got {bad!r}"):
+        extract_to_cache(FbankFrontend(), corpus, tmp_path / "c", {}, num_workers=bad)

@@ -1,0 +1,1 @@
+"""Performance benchmarks of speechmapper (scripts, not tests): see ``benchmark.py``."""
