@@ -203,6 +203,12 @@ def parse_args(argv=None):
         help="A name in benchmarks/configs or a SeamlessM4T-v2 config.json path.",
     )
     parser.add_argument("--sfm-dtype", choices=["fp32", "bf16"], default="bf16")
+    parser.add_argument(
+        "--sfm-front-end",
+        choices=["hf", "torchaudio"],
+        default="hf",
+        help="Fbank front-end: the feature extractor's own (hf) or torchaudio's Kaldi fbank.",
+    )
     parser.add_argument("--extract-utterances", type=int, default=64, help="Utterances to extract.")
     parser.add_argument(
         "--extract-batch", type=int, default=16, help="Utterances per encoder call."

@@ -44,6 +44,7 @@ from benchmarks.common import (
     _autocast,
     _sync,
     random_token_ids,
+    utterance_durations,
 )
 from benchmarks.training import ConfigBuiltLLM, build_llm
 from speechmapper_plugin.llm import speech_lengths
@@ -51,33 +52,6 @@ from speechmapper_plugin.projector import SpeechMapper
 
 LLM_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 PLACEHOLDER = "<speech>"
-
-
-def draw_durations(num_utts, mean_seconds, generator):
-    """Utterance durations drawn uniformly within +-50% of ``mean_seconds``.
-
-    Arguments
-    ---------
-    num_utts : int
-        Number of utterances.
-    mean_seconds : float
-        Mean duration (s).
-    generator : torch.Generator
-        Random generator.
-
-    Returns
-    -------
-    list of float
-        The durations in seconds.
-
-    Example
-    -------
-    >>> durations = draw_durations(100, 10.0, torch.Generator().manual_seed(0))
-    >>> len(durations), 5.0 <= min(durations), max(durations) <= 15.0
-    (100, True, True)
-    """
-    factors = 0.5 + torch.rand(num_utts, generator=generator, dtype=torch.float64)
-    return (factors * mean_seconds).tolist()
 
 
 def first_divergence(a, b):
@@ -270,7 +244,7 @@ def run_decode(args, device, rows, results):
         )
     projector.to(device).eval()
 
-    durations = draw_durations(num_utts, args.utterance_seconds, gen)
+    durations = utterance_durations(num_utts, args.utterance_seconds, args.seed + 2)
     frames = [max(1, round(s * FEATURE_RATE)) for s in durations]
     feats = [torch.randn(n, projector.input_dim, generator=gen) for n in frames]
     order = sorted(range(num_utts), key=lambda i: -frames[i])  # longest first

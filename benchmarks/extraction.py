@@ -141,7 +141,9 @@ def run_extract(args, device, rows, results):
     work = args.work_path / "extract"
     start = time.perf_counter()
     n_params = build_sfm_checkpoint(config, work / "sfm", dtype)
-    encoder = SeamlessSpeechEncoder(str(work / "sfm"), layer=layer, dtype=dtype)
+    encoder = SeamlessSpeechEncoder(
+        str(work / "sfm"), layer=layer, dtype=dtype, front_end=args.sfm_front_end
+    )
     build_seconds = time.perf_counter() - start
     durations = utterance_durations(args.extract_utterances, args.utterance_seconds, args.seed)
     items = write_wavs(work / "wavs", durations, args.seed)
@@ -211,7 +213,7 @@ def run_extract(args, device, rows, results):
             f"{cache.config['frame_rate']:g} Hz)",
         ),
         (
-            "Front-end alone (fbank, CPU, one process)",
+            f"Front-end alone ({args.sfm_front_end} fbank, CPU, one process)",
             f"{fbank_rate:.1f} s of audio per second ({fbank_seconds:.2f} s)",
         ),
         (

@@ -583,41 +583,109 @@ class _FrozenEncoder(torch.nn.Module):
         return super().train(False)
 
 
-class SeamlessFrontEnd:
-    """SeamlessM4T-v2's own front-end for one utterance (picklable, CPU, no weights).
+FRONT_ENDS = ("hf", "torchaudio")
 
-    80-dim Kaldi fbank, per-utterance normalization and 2 frames stacked into 160 dims, as
-    ``SeamlessM4TFeatureExtractor`` computes them. Padding per-utterance outputs with zeros
-    (features and mask) gives exactly the extractor's batched output, so extraction runs it in
-    DataLoader workers, in parallel with the encoder (``extract_to_cache(num_workers=...)``).
+
+class SeamlessFrontEnd:
+    """SeamlessM4T-v2's front-end for one utterance (picklable, CPU, no weights).
+
+    80-dim Kaldi fbank of the 16-bit-scaled waveform, normalization of each mel bin over the
+    utterance and 2 frames stacked into 160 dims (an odd last frame is zero-padded and
+    masked), as ``SeamlessM4TFeatureExtractor`` computes them. Padding per-utterance outputs
+    with zeros (features and mask) gives exactly the extractor's batched output, so
+    extraction runs it in DataLoader workers, in parallel with the encoder
+    (``extract_to_cache(num_workers=...)``).
 
     Arguments
     ---------
     feature_extractor : transformers.SeamlessM4TFeatureExtractor
-        The checkpoint's feature extractor.
+        The checkpoint's feature extractor (sampling rate, stride, mel bins).
+    kind : str
+        ``"hf"``: the extractor itself (numpy, the reference). ``"torchaudio"``:
+        ``torchaudio.compliance.kaldi.fbank`` with the same settings, vectorized (about 3x
+        faster on a CPU core); its log-mel energies differ from the reference by at most
+        ~5e-4 (float rounding), and the feature cache records the choice.
 
     Example
     -------
     >>> from transformers import SeamlessM4TFeatureExtractor
-    >>> features, mask = SeamlessFrontEnd(SeamlessM4TFeatureExtractor())(torch.zeros(16000))
+    >>> wav = torch.randn(16000) / 10
+    >>> features, mask = SeamlessFrontEnd(SeamlessM4TFeatureExtractor())(wav)
     >>> features.shape, int(mask.sum())
     (torch.Size([49, 160]), 49)
+    >>> fast, _ = SeamlessFrontEnd(SeamlessM4TFeatureExtractor(), "torchaudio")(wav)
+    >>> bool((fast - features).abs().max() < 1e-3)
+    True
     """
 
-    def __init__(self, feature_extractor):
+    def __init__(self, feature_extractor, kind="hf"):
+        if kind not in FRONT_ENDS:
+            raise ValueError(f"front_end must be one of {FRONT_ENDS}, got {kind!r}.")
         self.feature_extractor = feature_extractor
+        self.kind = kind
         self.sample_rate = int(feature_extractor.sampling_rate)
+        self.stride = int(feature_extractor.stride)
 
     def __call__(self, wav):
-        """Features ``[T, 160]`` and mask ``[T]`` of a 1-D waveform."""
-        inputs = self.feature_extractor(
-            [wav.float().cpu().numpy()],
-            sampling_rate=self.sample_rate,
-            padding=True,
-            return_attention_mask=True,
-            return_tensors="pt",
+        """Features ``[T, 80 * stride]`` and mask ``[T]`` of a 1-D waveform."""
+        if self.kind == "hf":
+            inputs = self.feature_extractor(
+                [wav.float().cpu().numpy()],
+                sampling_rate=self.sample_rate,
+                padding=True,
+                return_attention_mask=True,
+                return_tensors="pt",
+            )
+            return inputs["input_features"][0], inputs["attention_mask"][0]
+        from torchaudio.compliance import kaldi
+
+        fbank = kaldi.fbank(
+            wav.float().cpu()[None] * 2**15,  # Kaldi compliance: 16-bit signed range
+            num_mel_bins=int(self.feature_extractor.num_mel_bins),
+            sample_frequency=self.sample_rate,
+            frame_length=25.0,
+            frame_shift=10.0,
+            dither=0.0,
+            window_type="povey",
+            preemphasis_coefficient=0.97,
+            remove_dc_offset=True,
+            energy_floor=0.0,
         )
-        return inputs["input_features"][0], inputs["attention_mask"][0]
+        fbank = (fbank - fbank.mean(0)) / torch.sqrt(fbank.var(0, unbiased=True) + 1e-7)
+        frames = fbank.shape[0]
+        rest = -frames % self.stride
+        mask = torch.ones(frames + rest, dtype=torch.long)
+        if rest:
+            fbank = torch.cat([fbank, fbank.new_zeros(rest, fbank.shape[1])])
+            mask[frames:] = 0
+        stacked = fbank.reshape(-1, fbank.shape[1] * self.stride)
+        return stacked, mask[self.stride - 1 :: self.stride]
+
+
+def pad_front_end(outputs):
+    """Right-pads per-utterance front-end outputs into a batch (zeros, mask 0).
+
+    Arguments
+    ---------
+    outputs : list of tuple
+        ``(features [T_i, F], mask [T_i])`` pairs.
+
+    Returns
+    -------
+    features : torch.Tensor
+        ``[B, T, F]``.
+    mask : torch.Tensor
+        ``[B, T]``.
+
+    Example
+    -------
+    >>> feats, mask = pad_front_end([(torch.ones(3, 2), torch.ones(3)), (torch.ones(1, 2), torch.ones(1))])
+    >>> feats.shape, mask.tolist()
+    (torch.Size([2, 3, 2]), [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    """
+    features, _ = _pad_features([f for f, _ in outputs])
+    mask, _ = _pad_features([m[:, None] for _, m in outputs])
+    return features, mask[..., 0]
 
 
 class SeamlessSpeechEncoder(_FrozenEncoder):
@@ -649,6 +717,9 @@ class SeamlessSpeechEncoder(_FrozenEncoder):
         Hugging Face cache folder.
     revision : str, optional
         Hub revision (Hub ids only).
+    front_end : str
+        ``"hf"`` (the feature extractor's numpy fbank, the reference) or ``"torchaudio"``
+        (the same Kaldi fbank vectorized, ~3x faster; see :class:`SeamlessFrontEnd`).
 
     Example
     -------
@@ -678,6 +749,7 @@ class SeamlessSpeechEncoder(_FrozenEncoder):
         dtype=torch.float32,
         cache_dir=None,
         revision=None,
+        front_end="hf",
     ):
         super().__init__()
         from transformers import SeamlessM4TFeatureExtractor, SeamlessM4Tv2Config
@@ -704,7 +776,7 @@ class SeamlessSpeechEncoder(_FrozenEncoder):
         self.feature_extractor = SeamlessM4TFeatureExtractor.from_json_file(
             files.file("preprocessor_config.json")
         )
-        self.front_end = SeamlessFrontEnd(self.feature_extractor)
+        self.front_end = SeamlessFrontEnd(self.feature_extractor, front_end)
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         stride = int(self.feature_extractor.stride)
         self.output_dim = int(config.hidden_size)
@@ -742,13 +814,16 @@ class SeamlessSpeechEncoder(_FrozenEncoder):
 
     def describe(self):
         """Returns the settings that determine the features (stored in cache configs)."""
-        return {
+        description = {
             "kind": "seamless",
             "source": self.source,
             "revision": self.revision,
             "layer": self.layer,
             "dtype": _dtype_name(self.dtype),
         }
+        if self.front_end.kind != "hf":  # caches made with the reference front-end stay valid
+            description["front_end"] = self.front_end.kind
+        return description
 
     def forward(self, wavs, wav_lens):
         """Encodes 16 kHz waveforms (:meth:`fbank`, then :meth:`encode_fbank`).
@@ -789,15 +864,7 @@ class SeamlessSpeechEncoder(_FrozenEncoder):
             ``[B, T]`` attention mask (1 on real frames).
         """
         n_samples = relative_to_frames(wav_lens, wavs.shape[1]).tolist()
-        raw = [wavs[i, :n].float().cpu().numpy() for i, n in enumerate(n_samples)]
-        inputs = self.feature_extractor(
-            raw,
-            sampling_rate=self.sample_rate,
-            padding=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        return inputs["input_features"], inputs["attention_mask"]
+        return pad_front_end([self.front_end(wavs[i, :n]) for i, n in enumerate(n_samples)])
 
     def encode_fbank(self, features, mask):
         """Runs the conformer up to ``layer`` on :meth:`fbank` outputs (on the model's device).
@@ -1117,7 +1184,9 @@ def build_encoder(kind, source=None, layer=None, **kwargs):
         1-based layer.
     **kwargs
         Passed to the encoder (``n_mels``, ``sample_rate``, ``dtype``, ``cache_dir``,
-        ``revision``; the weight-free ``fbank`` ignores the last three).
+        ``revision``, ``front_end``; the weight-free ``fbank`` ignores ``dtype``,
+        ``cache_dir`` and ``revision``; ``front_end`` other than ``"hf"`` is for
+        ``"seamless"`` only).
 
     Returns
     -------
@@ -1129,6 +1198,12 @@ def build_encoder(kind, source=None, layer=None, **kwargs):
     >>> build_encoder("fbank", n_mels=40).output_dim
     40
     """
+    front_end = kwargs.pop("front_end", "hf")
+    if front_end != "hf" and kind != "seamless":
+        raise ValueError(
+            f"front_end={front_end!r} applies to encoder kind 'seamless' only "
+            f"(got kind {kind!r}); leave it at 'hf'."
+        )
     if kind == "fbank":
         if source is not None or layer is not None:
             raise ValueError(
@@ -1140,6 +1215,7 @@ def build_encoder(kind, source=None, layer=None, **kwargs):
         return FbankFrontend(**kwargs)
     if kind == "seamless":
         return SeamlessSpeechEncoder(
+            front_end=front_end,
             source=DEFAULT_SEAMLESS_SOURCE if source is None else source,
             layer=24 if layer is None else layer,
             **kwargs,
@@ -1727,9 +1803,8 @@ def extract_to_cache(
             )
             with torch.no_grad(), amp_ctx:
                 if front_end is not None:
-                    fbank, _ = _pad_features([r["fbank"] for r in chunk])
-                    mask, _ = _pad_features([r["mask"][:, None] for r in chunk])
-                    feats, lens = encoder.encode_fbank(fbank, mask[..., 0])
+                    fbank, mask = pad_front_end([(r["fbank"], r["mask"]) for r in chunk])
+                    feats, lens = encoder.encode_fbank(fbank, mask)
                 else:
                     wavs, wav_lens = _pad_waveforms([r["wav"] for r in chunk])
                     feats, lens = encoder(wavs.to(device), wav_lens.to(device))

@@ -238,8 +238,8 @@ def read_feature_config(feature_config):
     Returns
     -------
     dict
-        ``sfm_kind``, ``sfm_source``, ``sfm_layer``, ``sfm_dtype``, ``frame_average`` and
-        ``feature_dim``.
+        ``sfm_kind``, ``sfm_source``, ``sfm_layer``, ``sfm_dtype``, ``sfm_front_end``,
+        ``frame_average`` and ``feature_dim``.
 
     Example
     -------
@@ -293,6 +293,7 @@ def read_feature_config(feature_config):
         "sfm_source": config.get("source", encoder.get("source")),
         "sfm_layer": config.get("layer", encoder.get("layer")),
         "sfm_dtype": encoder.get("dtype") or "float32",
+        "sfm_front_end": encoder.get("front_end") or "hf",
         "frame_average": int(average),
         "feature_dim": config.get("dim"),
     }

@@ -332,6 +332,41 @@ def test_seamless_frozen_and_dtype(seamless_dir):
     assert odd.shape[1] == 14 and odd_lens.tolist() == [1.0]
 
 
+@pytest.mark.parametrize("n_samples", [560, 721, 5000, 16000, 33333])  # >= min_samples
+def test_torchaudio_front_end_matches_the_reference(n_samples):
+    """Same frames and mask as SeamlessM4TFeatureExtractor (odd frame counts included),
+    features equal to float rounding."""
+    from transformers import SeamlessM4TFeatureExtractor
+
+    wav = torch.from_numpy(_noise(n_samples, n_samples))
+    extractor = SeamlessM4TFeatureExtractor()
+    ref, ref_mask = F.SeamlessFrontEnd(extractor, "hf")(wav)
+    fast, fast_mask = F.SeamlessFrontEnd(extractor, "torchaudio")(wav)
+    assert fast.shape == ref.shape and torch.equal(fast_mask, ref_mask)
+    torch.testing.assert_close(fast, ref, atol=2e-3, rtol=1e-3)
+
+
+def test_torchaudio_front_end_is_recorded_and_not_mixed_into_a_cache(seamless_dir, tmp_path):
+    wav_path = tmp_path / "a.wav"
+    sf.write(wav_path, _noise(8000, 1), 16000, subtype="FLOAT")
+    items = [("a", str(wav_path))]
+    reference = SeamlessSpeechEncoder(str(seamless_dir), layer=2)
+    fast = SeamlessSpeechEncoder(str(seamless_dir), layer=2, front_end="torchaudio")
+    assert "front_end" not in reference.describe()  # caches of the reference stay valid
+    assert fast.describe()["front_end"] == "torchaudio"
+    wavs, wav_lens, _ = _two_waves()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(wavs, wav_lens)[0], reference(wavs, wav_lens)[0],
+                                   atol=2e-3, rtol=1e-3)  # fmt: skip
+    extract_to_cache(reference, items, tmp_path / "cache", {}, average=2, progress=False)
+    with pytest.raises(ValueError, match="front_end"):
+        extract_to_cache(fast, items, tmp_path / "cache", {}, average=2, progress=False)
+    with pytest.raises(ValueError, match="applies to encoder kind 'seamless' only"):
+        F.build_encoder("fbank", front_end="torchaudio")
+    with pytest.raises(ValueError, match="front_end must be one of"):
+        SeamlessSpeechEncoder(str(seamless_dir), layer=2, front_end="librosa")
+
+
 def test_seamless_layer_out_of_range(seamless_dir):
     for bad in (0, 4):
         with pytest.raises(ValueError) as info:
