@@ -492,7 +492,8 @@ def run_stage2(args, device, rows, results):
             "CE step through the LLM / stage-1 step, same batch",
             f"**{ratio:.1f} x** ({ce_step:.3f} s = micro-batch + update, vs {s1_stats['mean']:.3f} s;"
             " both forward, backward and AdamW update of the same projector on the same "
-            f"{batch} utterances)",
+            f"{batch} utterances; the stage-2 loss is eq. 3 with sigma {args.sigma:g}, "
+            "--sigma 0 for CE alone)",
         ),
     ]
     results["stage2"] = {

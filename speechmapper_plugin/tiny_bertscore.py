@@ -35,8 +35,8 @@ import logging
 from pathlib import Path
 
 from .files import atomic_write_text
-from .tiny_builds import builder_cli, cached_build, seeded
-from .tiny_comet import ENCODER_OPTIONS, _check_texts, train_xlmr_tokenizer
+from .tiny_builds import builder_cli, cached_build, check_texts, seeded
+from .tiny_comet import ENCODER_OPTIONS, train_xlmr_tokenizer
 
 __all__ = ["BASELINE_FILE", "build_tiny_bertscore"]
 
@@ -96,7 +96,7 @@ def build_tiny_bertscore(
     (2, 'LAYER,P,R,F')
     """
     folder = Path(folder).expanduser().absolute()
-    texts = _check_texts(texts)
+    texts = check_texts(texts, "BERTScore")
     if len(set(texts)) < 2:
         raise ValueError(
             "build_tiny_bertscore: the baseline needs at least two distinct sentences "

@@ -21,9 +21,95 @@ import torch
 
 from .files import write_json
 
-__all__ = ["build_key", "cached_build", "seeded", "read_text_file", "builder_cli"]
+__all__ = [
+    "build_key",
+    "cached_build",
+    "seeded",
+    "read_text_file",
+    "builder_cli",
+    "check_texts",
+    "train_unigram_spm",
+]
 
 logger = logging.getLogger(__name__)
+
+
+def check_texts(texts, what):
+    """The non-empty, stripped sentences of a training corpus (``what`` names the tokenizer).
+
+    Example
+    -------
+    >>> check_texts([" the cat ", None, ""], "LLM")
+    ['the cat']
+    >>> check_texts([], "LLM")
+    Traceback (most recent call last):
+    ...
+    ValueError: Cannot train the tiny LLM tokenizer: the text corpus is empty (give at least one non-empty sentence).
+    """
+    if isinstance(texts, str):
+        raise TypeError(
+            f"The tiny {what} builder needs a list of sentences as texts, not one string."
+        )
+    texts = [str(text).strip() for text in texts if text is not None]
+    texts = [text for text in texts if text]
+    if not texts:
+        raise ValueError(
+            f"Cannot train the tiny {what} tokenizer: the text corpus is empty "
+            "(give at least one non-empty sentence)."
+        )
+    return texts
+
+
+def train_unigram_spm(texts, vocab_size, path):
+    """Trains a sentencepiece unigram model with the fairseq / XLM-R id layout and writes it.
+
+    Ids ``<unk>``=0, ``<s>``=1, ``</s>``=2, then the pieces (no pad piece), as the
+    ``sentencepiece.bpe.model`` of XLM-R and SeamlessM4T; characters absent from the corpus
+    map to ``<unk>``.
+
+    Arguments
+    ---------
+    texts : list of str
+        Training sentences.
+    vocab_size : int
+        Maximum vocabulary size (not a hard limit).
+    path : str or Path
+        The model file written.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Example
+    -------
+    >>> import tempfile, sentencepiece
+    >>> model = train_unigram_spm(["the cat sat", "a dog ran"], 30, Path(tempfile.mkdtemp()) / "m")
+    >>> sentencepiece.SentencePieceProcessor(model_file=str(model)).id_to_piece([0, 1, 2])
+    ['<unk>', '<s>', '</s>']
+    """
+    import io
+
+    import sentencepiece as spm
+
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=proto,
+        vocab_size=int(vocab_size),
+        model_type="unigram",
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
+    )
+    path = Path(path)
+    path.write_bytes(proto.getvalue())
+    return path
 
 
 def build_key(texts, settings):

@@ -27,14 +27,13 @@ Authors
 speechmapper developers, 2026
 """
 
-import io
 import logging
 from pathlib import Path
 
 import torch
 
 from .files import atomic_write_text
-from .tiny_builds import builder_cli, cached_build, seeded
+from .tiny_builds import builder_cli, cached_build, check_texts, seeded, train_unigram_spm
 from .tiny_llm import default_vocab_size
 
 __all__ = ["build_tiny_comet", "train_xlmr_tokenizer"]
@@ -45,19 +44,6 @@ BUILD_MANIFEST = "tiny_comet_build.json"
 BUILD_FORMAT_VERSION = 1
 ENCODER_FOLDER = "encoder"
 SPM_FILE = "sentencepiece.bpe.model"
-
-
-def _check_texts(texts):
-    if isinstance(texts, str):
-        raise TypeError("build_tiny_comet: texts must be a list of sentences, not one string.")
-    texts = [str(text).strip() for text in texts if text is not None]
-    texts = [text for text in texts if text]
-    if not texts:
-        raise ValueError(
-            "Cannot train the tiny COMET tokenizer: the text corpus is empty "
-            "(give at least one non-empty sentence)."
-        )
-    return texts
 
 
 def train_xlmr_tokenizer(texts, output_folder, vocab_size=None):
@@ -94,31 +80,14 @@ def train_xlmr_tokenizer(texts, output_folder, vocab_size=None):
     >>> tok.decode(ids, skip_special_tokens=True)
     'the cat'
     """
-    import sentencepiece as spm
     from transformers import XLMRobertaTokenizerFast
 
-    texts = _check_texts(texts)
+    texts = check_texts(texts, "COMET")
     if vocab_size is None:
         vocab_size = default_vocab_size(texts)
     output_folder = Path(output_folder)
     output_folder.mkdir(parents=True, exist_ok=True)
-    proto = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts),
-        model_writer=proto,
-        vocab_size=int(vocab_size),
-        model_type="unigram",
-        character_coverage=1.0,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        hard_vocab_limit=False,
-        num_threads=1,
-        minloglevel=2,
-    )
-    spm_path = output_folder / SPM_FILE
-    spm_path.write_bytes(proto.getvalue())
+    spm_path = train_unigram_spm(texts, vocab_size, output_folder / SPM_FILE)
     tokenizer = XLMRobertaTokenizerFast(vocab_file=str(spm_path), model_max_length=512)
     tokenizer.save_pretrained(output_folder)
     return tokenizer
@@ -177,7 +146,7 @@ def build_tiny_comet(
     ('model.ckpt', 'checkpoints', True)
     """
     folder = Path(folder).expanduser().absolute()
-    texts = _check_texts(texts)
+    texts = check_texts(texts, "COMET")
     for name, value in (
         ("hidden_size", hidden_size),
         ("num_layers", num_layers),

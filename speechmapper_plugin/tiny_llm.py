@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .tiny_builds import builder_cli, cached_build, seeded
+from .tiny_builds import builder_cli, cached_build, check_texts, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -111,17 +111,6 @@ def default_vocab_size(texts):
     return len(words) + len(chars) + 256 + 64
 
 
-def _check_texts(texts):
-    texts = [str(text).strip() for text in texts]
-    texts = [text for text in texts if text]
-    if not texts:
-        raise ValueError(
-            "Cannot train the tiny LLM tokenizer: the text corpus is empty "
-            "(give at least one non-empty sentence)."
-        )
-    return texts
-
-
 def train_tokenizer(texts, output_folder=None, vocab_size=None, model_type="unigram"):
     """Trains a sentencepiece model on ``texts`` and wraps it as a Llama-3.1-like fast tokenizer.
 
@@ -161,7 +150,7 @@ def train_tokenizer(texts, output_folder=None, vocab_size=None, model_type="unig
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    texts = _check_texts(texts)
+    texts = check_texts(texts, "LLM")
     if vocab_size is None:
         vocab_size = default_vocab_size(texts)
     if model_type not in ("unigram", "bpe"):
@@ -333,7 +322,7 @@ def build_tiny_llm(
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     output_folder = Path(output_folder)
-    texts = _check_texts(texts)
+    texts = check_texts(texts, "LLM")
     settings = {
         "format": BUILD_FORMAT_VERSION,
         "hidden_size": hidden_size,

@@ -27,13 +27,12 @@ Authors
 speechmapper developers, 2026
 """
 
-import io
 import logging
 from pathlib import Path
 
 import torch
 
-from .tiny_builds import builder_cli, cached_build
+from .tiny_builds import builder_cli, cached_build, check_texts, train_unigram_spm
 
 __all__ = ["DEFAULT_LANGUAGES", "build_tiny_seamless", "train_seamless_tokenizer"]
 
@@ -54,19 +53,6 @@ TEXT_MODULES = ("shared.", "text_encoder.", "text_decoder.", "lm_head.")
 TEXT_STD = 0.02
 SPEECH_STD = 0.3
 DURATION_MODULES = ("duration_predictor", "dur_predictor")
-
-
-def _check_texts(texts):
-    if isinstance(texts, str):
-        raise TypeError("build_tiny_seamless: texts must be a list of sentences, not one string.")
-    texts = [str(text).strip() for text in texts if text is not None]
-    texts = [text for text in texts if text]
-    if not texts:
-        raise ValueError(
-            "Cannot train the tiny Seamless tokenizer: the text corpus is empty "
-            "(give at least one non-empty sentence)."
-        )
-    return texts
 
 
 def _check_languages(languages):
@@ -117,34 +103,17 @@ def train_seamless_tokenizer(texts, output_folder, languages=DEFAULT_LANGUAGES, 
     >>> tok.decode(ids, skip_special_tokens=True)
     'the cat'
     """
-    import sentencepiece as spm
     from transformers import SeamlessM4TTokenizerFast
 
     from .tiny_llm import default_vocab_size
 
-    texts = _check_texts(texts)
+    texts = check_texts(texts, "Seamless")
     languages = _check_languages(languages)
     if vocab_size is None:
         vocab_size = default_vocab_size(texts)
     output_folder = Path(output_folder)
     output_folder.mkdir(parents=True, exist_ok=True)
-    proto = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts),
-        model_writer=proto,
-        vocab_size=int(vocab_size),
-        model_type="unigram",
-        character_coverage=1.0,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        hard_vocab_limit=False,
-        num_threads=1,
-        minloglevel=2,
-    )
-    spm_path = output_folder / SPM_FILE
-    spm_path.write_bytes(proto.getvalue())
+    spm_path = train_unigram_spm(texts, vocab_size, output_folder / SPM_FILE)
     tokenizer = SeamlessM4TTokenizerFast(
         vocab_file=str(spm_path),
         src_lang=languages[0],
@@ -216,7 +185,7 @@ def build_tiny_seamless(
     ['</s>', '__deu__']
     """
     folder = Path(folder).expanduser().absolute()
-    texts = _check_texts(texts)
+    texts = check_texts(texts, "Seamless")
     languages = _check_languages(languages)
     for name, value, minimum in (
         ("num_speakers", num_speakers, 1),

@@ -222,8 +222,6 @@ def prepare_commonvoice(
     """
     if version == "any":  # the command line's way to disable the release check
         version = None
-    if skip_prep:
-        return {}
     data_folder = os.path.abspath(data_folder)
     return run_preparation(
         DATASET,

@@ -169,8 +169,6 @@ def prepare_fleurs(data_folder, save_folder, splits, max_duration=None, skip_pre
     dict
         Per split: ``utterances``, ``hours``, ``skipped`` (reason -> count).
     """
-    if skip_prep:
-        return {}
     data_folder = os.path.abspath(data_folder)
     return run_preparation(
         DATASET,

@@ -168,8 +168,6 @@ def prepare_voxpopuli(data_folder, save_folder, splits, max_duration=None, skip_
     dict
         Per split: ``utterances``, ``hours``, ``skipped`` (reason -> count).
     """
-    if skip_prep:
-        return {}
     data_folder = os.path.abspath(data_folder)
     return run_preparation(
         DATASET,
