@@ -2,10 +2,10 @@
 """Performance benchmark of SpeechMapper's two training stages (a script, not a test).
 
 Part ``stage1``: training throughput of the paper-size projector
-(:class:`speechmapper_plugin.projector.SpeechMapper` defaults, 279M parameters, 1024-dim
+(:class:`speechmapper_plugin.models.speechmapper.SpeechMapper` defaults, 279M parameters, 1024-dim
 features at 25 Hz) with AdamW and the real stage-1 loss
-(:class:`speechmapper_plugin.losses.SpeechMapperLoss`) against targets gathered by
-:meth:`speechmapper_plugin.llm.EmbeddingTable.targets` from a random embedding table of the
+(:class:`speechmapper_plugin.models.losses.SpeechMapperLoss`) against targets gathered by
+:meth:`speechmapper_plugin.models.embeddings.EmbeddingTable.targets` from a random embedding table of the
 LLM's size (128256 x 4096 bf16 for Llama-3.1-8B-Instruct). A step is what ``Stage1Brain``
 does per batch: features to the device, projector forward, targets, loss, backward, gradient
 clipping, optimizer step. Reported: step time, audio seconds per second, peak memory and the
@@ -15,9 +15,9 @@ Part ``stage2`` (GPU; on CPU only with ``--force`` or ``--tiny``): a random-init
 from ``benchmarks/configs/<name>.json`` with ``AutoModelForCausalLM.from_config`` (bf16,
 directly on the device; random weights cost the same as trained ones), frozen, with the
 projector's outputs spliced into a prompt by the real
-:class:`speechmapper_plugin.llm.FrozenLLM` splicing and cross-entropy code (the prompt and
+:class:`speechmapper_plugin.models.frozen_llm.FrozenLLM` splicing and cross-entropy code (the prompt and
 answer token ids are synthetic, as there is no tokenizer), plus the eq.-3 loss
-(:class:`speechmapper_plugin.losses.Stage2Loss`). Reported: seconds per micro-batch
+(:class:`speechmapper_plugin.models.losses.Stage2Loss`). Reported: seconds per micro-batch
 (forward + backward through the LLM into the projector) and per optimizer step at gradient
 accumulation 8, peak memory, projected time of 1K steps, and the ratio of a stage-1 step to a
 stage-2 micro-batch on the same batch (the paper's core cost claim).

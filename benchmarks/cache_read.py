@@ -4,8 +4,8 @@ Stage 1 must never wait for data. This part writes a feature cache of LibriSpeec
 utterances (random fp16 features of the projector's input size at 25 Hz, durations as in
 ``--utterance-seconds``, with a manifest of synthetic transcripts and a sentencepiece
 tokenizer trained on them) and reads one epoch through the recipe's own loader:
-:func:`speechmapper_plugin.data.load_asr_dataset` (cache reads and tokenization in the
-dynamic items), :func:`speechmapper_plugin.data.train_loader_kwargs` with the dynamic batches
+:func:`speechmapper_plugin.data.datasets.load_asr_dataset` (cache reads and tokenization in the
+dynamic items), :func:`speechmapper_plugin.data.samplers.train_loader_kwargs` with the dynamic batches
 of ``hparams/stage1.yaml`` (``--batch-seconds`` per batch, 40 length buckets) and
 SpeechBrain's ``make_dataloader`` (``PaddedBatch``, ``--num-workers``,
 ``--prefetch-factor``, ``--pin-memory``), each batch moved to the device as ``Brain`` does.
@@ -26,8 +26,10 @@ import time
 import torch
 
 from benchmarks.common import FEATURE_RATE, TINY_PROJECTOR, _sync, utterance_durations
-from speechmapper_plugin.data import load_asr_dataset, train_loader_kwargs, write_csv
-from speechmapper_plugin.features import FeatureCache, FeatureCacheWriter
+from speechmapper_plugin.data.datasets import load_asr_dataset
+from speechmapper_plugin.data.manifests import write_csv
+from speechmapper_plugin.data.samplers import train_loader_kwargs
+from speechmapper_plugin.features.cache import FeatureCache, FeatureCacheWriter
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +68,8 @@ def write_corpus(folder, durations, dim, seed):
     >>> len(cache), cache.length("utt0001"), cache.dim
     (2, 50, 4)
     """
-    from speechmapper_plugin.minicorpus import generate_sentences
-    from speechmapper_plugin.tiny_llm import train_tokenizer
+    from speechmapper_plugin.tiny.grammar import generate_sentences
+    from speechmapper_plugin.tiny.llm import train_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     sentences = generate_sentences(max(50, len(durations)), seed=seed)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from speechmapper_plugin.files import atomic_write_text
+from speechmapper_plugin.utils.files import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

@@ -3,7 +3,7 @@
 The paper decodes its test sets one utterance at a time with Hugging Face ``generate``
 (greedy, at most 150 new tokens). This part measures what batching buys on the same
 utterances and checks that it changes nothing: utterances per second of
-:meth:`speechmapper_plugin.llm.FrozenLLM.generate_ids` over left-padded batches (sorted by
+:meth:`speechmapper_plugin.models.frozen_llm.FrozenLLM.generate_ids` over left-padded batches (sorted by
 length to limit padding) against one ``generate_ids`` call per utterance with only its own
 speech vectors (no padding, the paper's protocol), and how many utterances get the same
 token ids both ways. Both go through the real ``generate_ids`` (left padding, speech spliced
@@ -47,8 +47,8 @@ from benchmarks.common import (
     utterance_durations,
 )
 from benchmarks.training import ConfigBuiltLLM, build_llm
-from speechmapper_plugin.llm import speech_lengths
-from speechmapper_plugin.projector import SpeechMapper
+from speechmapper_plugin.models.embeddings import speech_lengths
+from speechmapper_plugin.models.speechmapper import SpeechMapper
 
 LLM_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 PLACEHOLDER = "<speech>"

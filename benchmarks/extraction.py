@@ -2,10 +2,10 @@
 
 A random-init SeamlessM4T-v2-large speech encoder (``configs/seamless-m4t-v2-large.json``:
 the published architecture, 24 conformer layers of width 1024) is saved as a checkpoint and
-loaded by the recipes' own :class:`speechmapper_plugin.features.SeamlessSpeechEncoder`
+loaded by the recipes' own :class:`speechmapper_plugin.features.seamless.SeamlessSpeechEncoder`
 (layer 24, ``--sfm-dtype``; random weights cost the same as trained ones). Synthetic 16 kHz
 FLAC files of LibriSpeech-like durations are then extracted by
-:func:`speechmapper_plugin.features.extract_to_cache`, the function ``extract_features.py``
+:func:`speechmapper_plugin.features.extraction.extract_to_cache`, the function ``extract_features.py``
 runs: audio decoding, the model's fbank front-end (CPU), the encoder, averaging every 2
 frames and the fp16 cache writes, with ``--num-workers`` processes reading the audio and
 computing the fbank beside the encoder (``extract_features.py``: ``extract_num_workers``). Reported: end-to-end seconds of audio per second and the
@@ -32,13 +32,11 @@ from benchmarks.common import (
     utterance_durations,
 )
 from benchmarks.flops import count_flops, mfu_text, peak_tflops
-from speechmapper_plugin.features import (
-    FeatureCache,
-    SeamlessSpeechEncoder,
-    _pad_waveforms,
-    extract_to_cache,
-    load_audio,
-)
+from speechmapper_plugin.features.audio import load_audio
+from speechmapper_plugin.features.cache import FeatureCache
+from speechmapper_plugin.features.extraction import extract_to_cache
+from speechmapper_plugin.features.frames import _pad_waveforms
+from speechmapper_plugin.features.seamless import SeamlessSpeechEncoder
 
 logger = logging.getLogger(__name__)
 

@@ -26,9 +26,10 @@ from benchmarks.common import (
     time_steps,
 )
 from benchmarks.flops import count_flops, matmul_precision, mfu_text, peak_tflops
-from speechmapper_plugin.llm import EmbeddingTable, FrozenLLM
-from speechmapper_plugin.losses import SpeechMapperLoss, Stage2Loss
-from speechmapper_plugin.projector import SpeechMapper
+from speechmapper_plugin.models.embeddings import EmbeddingTable
+from speechmapper_plugin.models.frozen_llm import FrozenLLM
+from speechmapper_plugin.models.losses import SpeechMapperLoss, Stage2Loss
+from speechmapper_plugin.models.speechmapper import SpeechMapper
 
 PAPER_STAGE1_STEPS = 2_000_000
 

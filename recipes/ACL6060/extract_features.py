@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Extract frozen SFM features of ACL 60/60 into SpeechMapper's feature cache (the
-steps are ``speechmapper_plugin.recipe.extract_features_main``: manifests, then the SFM on
+steps are ``speechmapper_plugin.training.recipe.extract_features_main``: manifests, then the SFM on
 every configured split; resumable).
 
 Usage:
@@ -16,7 +16,7 @@ import sys
 
 from acl6060_prepare import prepare_acl6060
 
-from speechmapper_plugin.recipe import extract_features_main
+from speechmapper_plugin.training.recipe import extract_features_main
 
 if __name__ == "__main__":
     extract_features_main(prepare_acl6060, sys.argv[1:])

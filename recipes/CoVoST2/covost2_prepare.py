@@ -58,8 +58,8 @@ import logging
 import os
 import re
 
-from speechmapper_plugin.preparation import layout_error, prepare_cli, run_preparation
-from speechmapper_plugin.text import normalize_text
+from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
+from speechmapper_plugin.utils.text import normalize_text
 
 logger = logging.getLogger(__name__)
 

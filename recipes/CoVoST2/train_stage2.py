@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Task-specific SpeechMapper stage 2 on CoVoST 2 (ST CE; paper Sec. 3-4):
 the stage-1 projector adapted for 1K steps on the frozen LLM, then the test sets decoded with
-the task prompt and scored (``speechmapper_plugin.recipe.train_stage2_task_main``).
+the task prompt and scored (``speechmapper_plugin.training.recipe.train_stage2_task_main``).
 
 Usage:
     python recipes/CoVoST2/train_stage2.py hparams/CoVoST2/stage2_st.yaml \
@@ -16,7 +16,7 @@ import sys
 
 from covost2_prepare import prepare_covost2
 
-from speechmapper_plugin.recipe import train_stage2_task_main
+from speechmapper_plugin.training.recipe import train_stage2_task_main
 
 if __name__ == "__main__":
     train_stage2_task_main(prepare_covost2, sys.argv[1:])

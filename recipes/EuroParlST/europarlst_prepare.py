@@ -32,7 +32,7 @@ times zero-padded to 7 digits: unique across language pairs, so the pairs can be
 together), ``audio_id`` (``<speech_id>_<start ms>_<end ms>``: the same segment shares its cached
 features in every language pair), ``duration`` (``end - start``), ``wav`` (absolute path of the
 speech's ``.m4a``), ``start``/``stop`` (seconds in that file), ``spk_id``, ``wrd``
-(MMS-normalized ``segments.en`` line, ``speechmapper_plugin.text.normalize_text``),
+(MMS-normalized ``segments.en`` line, ``speechmapper_plugin.utils.text.normalize_text``),
 ``transcript`` (the ``segments.en`` line as released), ``tgt`` (the ``segments.<tgt>`` line),
 ``tgt_lang`` (``<tgt>``) and ``task`` (``st``). Segments whose speech audio is missing or not
 readable (the m4a header is probed once per speech with PyAV), that end more than
@@ -56,8 +56,8 @@ import logging
 import math
 import os
 
-from speechmapper_plugin.preparation import layout_error, prepare_cli, run_preparation
-from speechmapper_plugin.text import normalize_text
+from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
+from speechmapper_plugin.utils.text import normalize_text
 
 logger = logging.getLogger(__name__)
 

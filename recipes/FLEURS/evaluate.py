@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Evaluate a system on the FLEURS (en_us) test sets (ASR: WER/CER): a SpeechMapper stage-1/2
 projector through the frozen LLM (zero-shot by default), or a baseline (``--system=asr``,
-``asr+llm``, ``transcript``). One result file per test set (``speechmapper_plugin.recipe.evaluate_main``).
+``asr+llm``, ``transcript``). One result file per test set (``speechmapper_plugin.training.recipe.evaluate_main``).
 
 Usage:
     python recipes/FLEURS/evaluate.py hparams/FLEURS/evaluate.yaml \
@@ -16,7 +16,7 @@ import sys
 
 from fleurs_prepare import prepare_fleurs
 
-from speechmapper_plugin.recipe import evaluate_main
+from speechmapper_plugin.training.recipe import evaluate_main
 
 if __name__ == "__main__":
     evaluate_main(prepare_fleurs, sys.argv[1:])

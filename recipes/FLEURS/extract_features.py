@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Extract frozen SFM features of FLEURS (en_us) into SpeechMapper's feature cache (the
-steps are ``speechmapper_plugin.recipe.extract_features_main``: manifests, then the SFM on
+steps are ``speechmapper_plugin.training.recipe.extract_features_main``: manifests, then the SFM on
 every configured split; resumable).
 
 Usage:
@@ -16,7 +16,7 @@ import sys
 
 from fleurs_prepare import prepare_fleurs
 
-from speechmapper_plugin.recipe import extract_features_main
+from speechmapper_plugin.training.recipe import extract_features_main
 
 if __name__ == "__main__":
     extract_features_main(prepare_fleurs, sys.argv[1:])

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """IWSLT25 instruction-following system, stage B: text LoRA adapters (r=8, alpha=16) on the
 frozen LLM, trained on MT and text QA built from the dataset recipes' manifests; saved as a
-standard peft adapter (``speechmapper_plugin.recipe.train_text_lora_main``).
+standard peft adapter (``speechmapper_plugin.training.recipe.train_text_lora_main``).
 
 Usage:
     python recipes/IWSLT25/train_lora.py hparams/IWSLT25/stage_b_lora.yaml \
@@ -14,7 +14,7 @@ speechmapper developers, 2026
 
 import sys
 
-from speechmapper_plugin.recipe import train_text_lora_main
+from speechmapper_plugin.training.recipe import train_text_lora_main
 
 if __name__ == "__main__":
     train_text_lora_main(sys.argv[1:])

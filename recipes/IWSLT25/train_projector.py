@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """IWSLT25 instruction-following system, stage A: the speech projector (a 4-layer
 Transformer, or a pretrained SpeechMapper) trained through the frozen LLM with CE on
-multitask speech data (``speechmapper_plugin.recipe.train_multitask_main``).
+multitask speech data (``speechmapper_plugin.training.recipe.train_multitask_main``).
 
 Usage:
     python recipes/IWSLT25/train_projector.py hparams/IWSLT25/stage_a1_projector.yaml
@@ -16,7 +16,7 @@ speechmapper developers, 2026
 
 import sys
 
-from speechmapper_plugin.recipe import train_multitask_main
+from speechmapper_plugin.training.recipe import train_multitask_main
 
 if __name__ == "__main__":
     train_multitask_main(sys.argv[1:])

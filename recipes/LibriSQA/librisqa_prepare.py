@@ -37,7 +37,7 @@ flac), ``audio_id`` (LibriSpeech utterance id), ``spk_id``, ``wrd`` (MMS-normali
 LibriSpeech transcript), ``transcript`` (the LibriSpeech transcript; the JSON ``text`` when the
 utterance is not in its ``trans.txt``), ``tgt`` (Part I ``answer``; Part II ``answer``, the
 official answer field; a list of answers is deduplicated and joined with
-``speechmapper_plugin.data.ANSWER_SEPARATOR``), ``tgt_lang`` (``en``), ``question`` (Part I
+``speechmapper_plugin.data.manifests.ANSWER_SEPARATOR``), ``tgt_lang`` (``en``), ``question`` (Part I
 ``question``; Part II ``question_and_option``, i.e. with the choices), ``context`` (the
 transcript) and ``task`` (``sqa``). Entries whose audio is missing or unreadable, without
 transcript, question or answer, malformed entries, duplicates and utterances longer than
@@ -59,9 +59,9 @@ import logging
 import os
 import re
 
-from speechmapper_plugin.data import ANSWER_SEPARATOR
-from speechmapper_plugin.preparation import layout_error, prepare_cli, run_preparation
-from speechmapper_plugin.text import normalize_text
+from speechmapper_plugin.data.manifests import ANSWER_SEPARATOR
+from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
+from speechmapper_plugin.utils.text import normalize_text
 
 logger = logging.getLogger(__name__)
 

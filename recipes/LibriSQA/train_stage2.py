@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Task-specific SpeechMapper stage 2 on LibriSQA (ASR/SQA CE, ASR batches with probability 0.5; paper Sec. 3-4):
 the stage-1 projector adapted for 1K steps on the frozen LLM, then the test sets decoded with
-the task prompt and scored (``speechmapper_plugin.recipe.train_stage2_task_main``).
+the task prompt and scored (``speechmapper_plugin.training.recipe.train_stage2_task_main``).
 
 Usage:
     python recipes/LibriSQA/train_stage2.py hparams/LibriSQA/stage2_sqa.yaml \
@@ -16,7 +16,7 @@ import sys
 
 from librisqa_prepare import prepare_librisqa
 
-from speechmapper_plugin.recipe import train_stage2_task_main
+from speechmapper_plugin.training.recipe import train_stage2_task_main
 
 if __name__ == "__main__":
     train_stage2_task_main(prepare_librisqa, sys.argv[1:])

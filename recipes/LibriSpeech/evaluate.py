@@ -3,7 +3,7 @@
 projector through the frozen LLM (zero-shot ASR prompt, Table 11), the stage-1
 nearest-embedding diagnostic, or the baselines (an HF ASR model; transcripts + LLM).
 Writes one result JSON per test set (WER/CER, stuck/verbose rates, decoded outputs). The
-steps are ``speechmapper_plugin.recipe.evaluate_main``, shared by every dataset.
+steps are ``speechmapper_plugin.training.recipe.evaluate_main``, shared by every dataset.
 
 Usage:
     python recipes/LibriSpeech/evaluate.py hparams/evaluate.yaml \
@@ -21,7 +21,7 @@ import sys
 
 from librispeech_prepare import prepare_librispeech
 
-from speechmapper_plugin.recipe import evaluate_main
+from speechmapper_plugin.training.recipe import evaluate_main
 
 if __name__ == "__main__":
     evaluate_main(prepare_librispeech, sys.argv[1:])

@@ -5,7 +5,7 @@ Runs the data preparation (manifests), then the SFM encoder (SeamlessM4T-v2 laye
 default) on every utterance of the configured splits, averaging every ``frame_average``
 frames, and stores fp16 features by utterance ID. Re-running resumes: utterances already in
 the cache are skipped. Unreadable audio and over-long utterances are skipped and counted.
-The steps are ``speechmapper_plugin.recipe.extract_features_main``, shared by every dataset.
+The steps are ``speechmapper_plugin.training.recipe.extract_features_main``, shared by every dataset.
 
 Usage:
     python recipes/LibriSpeech/extract_features.py hparams/features.yaml \
@@ -20,7 +20,7 @@ import sys
 
 from librispeech_prepare import prepare_librispeech
 
-from speechmapper_plugin.recipe import extract_features_main
+from speechmapper_plugin.training.recipe import extract_features_main
 
 if __name__ == "__main__":
     extract_features_main(prepare_librispeech, sys.argv[1:])

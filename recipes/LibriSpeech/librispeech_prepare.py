@@ -25,8 +25,8 @@ import glob
 import logging
 import os
 
-from speechmapper_plugin.preparation import prepare_cli, run_preparation
-from speechmapper_plugin.text import normalize_text
+from speechmapper_plugin.data.preparation import prepare_cli, run_preparation
+from speechmapper_plugin.utils.text import normalize_text
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def find_librispeech_root(data_folder, splits):
         "<data_folder>/LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac "
         "with <speaker>-<chapter>.trans.txt next to the audio (download from "
         "https://www.openslr.org/12, or build the mini-corpus with "
-        "`python -m speechmapper_plugin.minicorpus`)."
+        "`python -m speechmapper_plugin.tiny.minicorpus`)."
     )
 
 

@@ -27,13 +27,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
-from speechmapper_plugin.minicorpus import build_minicorpus  # noqa: E402
-from speechmapper_plugin.preset import preset_overrides  # noqa: E402
-from speechmapper_plugin.prompts import ASR_INSTRUCTION, ZERO_SHOT_ASR, build_prompt  # noqa: E402
-from speechmapper_plugin.report import markdown_tables  # noqa: E402
-from speechmapper_plugin.results import load_results  # noqa: E402
-from speechmapper_plugin.text import normalize_text  # noqa: E402
-from speechmapper_plugin.tiny_llm import build_tiny_llm  # noqa: E402
+from speechmapper_plugin.data.prompts import ASR_INSTRUCTION, ZERO_SHOT_ASR, build_prompt  # noqa: E402
+from speechmapper_plugin.evaluation.results import load_results  # noqa: E402
+from speechmapper_plugin.evaluation.tables import markdown_tables  # noqa: E402
+from speechmapper_plugin.tiny.llm import build_tiny_llm  # noqa: E402
+from speechmapper_plugin.tiny.minicorpus import build_minicorpus  # noqa: E402
+from speechmapper_plugin.tiny.preset import preset_overrides  # noqa: E402
+from speechmapper_plugin.utils.text import normalize_text  # noqa: E402
 
 # The tiny tokenizer also learns the prompts' words, so prompts are not spelled out in bytes.
 PROMPT_TEXTS = [ZERO_SHOT_ASR, build_prompt(ASR_INSTRUCTION)]
@@ -174,7 +174,7 @@ def main(argv=None):
     print(markdown_tables(results, metrics=["wer", "cer", "stuck_pct", "verbose_pct"]).strip())
     print()
     print(
-        f"Report again: python -m speechmapper_plugin.report {stage1_folder}/results {stage2_folder}/results"
+        f"Report again: python -m speechmapper_plugin.evaluation.tables {stage1_folder}/results {stage2_folder}/results"
     )
     print()
     print(f"stage-1 nearest-embedding WER (held-out): {s1['metrics']['wer']:.1f}%")

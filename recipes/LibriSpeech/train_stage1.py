@@ -20,9 +20,10 @@ import speechbrain as sb
 from librispeech_prepare import prepare_librispeech
 from speechbrain.utils.distributed import run_on_main
 
-from speechmapper_plugin.brains import Stage1Brain
-from speechmapper_plugin.data import dataio_prepare, train_loader_kwargs
-from speechmapper_plugin.hparams import load_hparams
+from speechmapper_plugin.data.datasets import dataio_prepare
+from speechmapper_plugin.data.samplers import train_loader_kwargs
+from speechmapper_plugin.training.stage1 import Stage1Brain
+from speechmapper_plugin.utils.hparams import load_hparams
 
 if __name__ == "__main__":
     # 1. Hyperparameters and experiment folder (--key=value overrides any YAML key)

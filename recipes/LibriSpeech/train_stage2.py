@@ -20,10 +20,11 @@ import speechbrain as sb
 from librispeech_prepare import prepare_librispeech
 from speechbrain.utils.distributed import run_on_main
 
-from speechmapper_plugin.brains import Stage2Brain
-from speechmapper_plugin.data import dataio_prepare, fixed_steps_loader_kwargs
-from speechmapper_plugin.hparams import load_hparams
-from speechmapper_plugin.projector import check_llm_width, load_projector_checkpoint
+from speechmapper_plugin.data.datasets import dataio_prepare
+from speechmapper_plugin.data.samplers import fixed_steps_loader_kwargs
+from speechmapper_plugin.models.projectors import check_llm_width, load_projector_checkpoint
+from speechmapper_plugin.training.stage2 import Stage2Brain
+from speechmapper_plugin.utils.hparams import load_hparams
 
 if __name__ == "__main__":
     # 1. Hyperparameters and experiment folder (--key=value overrides any YAML key)

@@ -39,7 +39,7 @@ Splits: ``train`` (``spoken_train-v1.1.json`` + ``train_wav/``) and ``test``
 Columns written (``<save_folder>/<split>.csv``): ``ID`` (SQuAD question id), ``duration``
 (passage seconds), ``wav`` (absolute path of the passage wav), ``audio_id``, ``wrd``
 (MMS-normalized context), ``transcript`` (the JSON context), ``tgt`` (the answer texts,
-deduplicated in order, joined with ``speechmapper_plugin.data.ANSWER_SEPARATOR``), ``tgt_lang``
+deduplicated in order, joined with ``speechmapper_plugin.data.manifests.ANSWER_SEPARATOR``), ``tgt_lang``
 (``en``), ``question``, ``context`` (the JSON context) and ``task`` (``sqa``). The JSON context
 (an ASR transcript) is both ``context`` and ``transcript`` because the distribution has no other
 passage text. Questions of a passage whose sentence wavs are missing (``missing_audio``) or
@@ -65,9 +65,9 @@ import re
 import numpy as np
 import soundfile
 
-from speechmapper_plugin.data import ANSWER_SEPARATOR
-from speechmapper_plugin.preparation import layout_error, prepare_cli, run_preparation
-from speechmapper_plugin.text import normalize_text
+from speechmapper_plugin.data.manifests import ANSWER_SEPARATOR
+from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
+from speechmapper_plugin.utils.text import normalize_text
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ Table 8 without naming the split; the recipes evaluate on ``test``).
 
 Columns written (``<save_folder>/<split>.csv``): ``ID`` (the tsv ``id``), ``duration``, ``wav``
 (absolute path of the ``.ogg``), ``spk_id`` (``speaker_id``), ``wrd`` (MMS-normalized transcript,
-``speechmapper_plugin.text.normalize_text``), ``transcript`` (the raw transcript: ``raw_text``,
+``speechmapper_plugin.utils.text.normalize_text``), ``transcript`` (the raw transcript: ``raw_text``,
 or ``normalized_text`` when ``raw_text`` is empty; the number of such fallbacks is logged) and
 ``task`` (``asr``). Rows whose audio is missing or unreadable, whose transcript normalizes to
 nothing, duplicate ids, malformed tsv lines and rows longer than ``max_duration`` are skipped,
@@ -45,8 +45,8 @@ import csv
 import logging
 import os
 
-from speechmapper_plugin.preparation import layout_error, prepare_cli, run_preparation
-from speechmapper_plugin.text import normalize_text
+from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
+from speechmapper_plugin.utils.text import normalize_text
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from benchmarks import benchmark
 from benchmarks.flops import count_flops, peak_tflops
 from benchmarks.targets import target_rows
 from benchmarks.training import Stage1Step, random_embedding_table
-from speechmapper_plugin.projector import SpeechMapper
+from speechmapper_plugin.models.speechmapper import SpeechMapper
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import soundfile as sf
 import torch
 from recipe_runs import PRESET, run_recipe, stage_args
 
-from speechmapper_plugin.minicorpus import build_minicorpus
-from speechmapper_plugin.preset import preset_overrides
-from speechmapper_plugin.tiny_llm import build_tiny_llm
+from speechmapper_plugin.tiny.llm import build_tiny_llm
+from speechmapper_plugin.tiny.minicorpus import build_minicorpus
+from speechmapper_plugin.tiny.preset import preset_overrides
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ PRESET = os.path.join(ROOT, "hparams", "tiny.yaml")
 RECIPE = os.path.join(ROOT, "recipes", "LibriSpeech")
 sys.path.insert(0, RECIPE)
 
-from speechmapper_plugin.preset import preset_overrides  # noqa: E402
+from speechmapper_plugin.tiny.preset import preset_overrides  # noqa: E402
 
 
 def run_recipe(script, hparams, args, recipe="LibriSpeech"):

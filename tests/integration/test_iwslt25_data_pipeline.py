@@ -12,11 +12,11 @@ import pytest
 import soundfile as sf
 from recipe_runs import PRESET, ROOT, run_recipe
 
-from speechmapper_plugin.data import read_manifest, read_manifest_rows, write_csv
-from speechmapper_plugin.preset import preset_overrides
-from speechmapper_plugin.prompts import UNANSWERABLE_ANSWERS
-from speechmapper_plugin.tiny_comet import build_tiny_comet
-from speechmapper_plugin.tiny_seamless import build_tiny_seamless
+from speechmapper_plugin.data.manifests import read_manifest, read_manifest_rows, write_csv
+from speechmapper_plugin.data.prompts import UNANSWERABLE_ANSWERS
+from speechmapper_plugin.tiny.comet import build_tiny_comet
+from speechmapper_plugin.tiny.preset import preset_overrides
+from speechmapper_plugin.tiny.seamless import build_tiny_seamless
 
 TOOLS = os.path.join(ROOT, "recipes", "IWSLT25", "tools")
 FIELDS = ["ID", "duration", "wav", "audio_id", "spk_id", "wrd", "transcript", "tgt", "tgt_lang"]

@@ -8,11 +8,11 @@ import os
 import pytest
 from recipe_runs import PRESET, run_recipe, run_torchrun
 
-from speechmapper_plugin.data import write_csv
-from speechmapper_plugin.llm import FrozenLLM
-from speechmapper_plugin.lora import load_lora
-from speechmapper_plugin.preset import preset_overrides
-from speechmapper_plugin.tiny_llm import build_tiny_llm
+from speechmapper_plugin.data.manifests import write_csv
+from speechmapper_plugin.models.frozen_llm import FrozenLLM
+from speechmapper_plugin.models.lora import load_lora
+from speechmapper_plugin.tiny.llm import build_tiny_llm
+from speechmapper_plugin.tiny.preset import preset_overrides
 
 
 def _texts(tiny, n):
@@ -175,7 +175,7 @@ def multilingual(tiny, covost, tmp_path_factory):
     on the CoVoST 2 clips, SQA with questions and answers in en/de/it/zh on the LibriSpeech
     utterances (features shared with the recipes' caches through ``audio_id``), and the text
     counterparts (MT, text QA)."""
-    from speechmapper_plugin.data import read_manifest
+    from speechmapper_plugin.data.manifests import read_manifest
 
     root = tmp_path_factory.mktemp("multilingual")
     cache = tiny["common"]["cache_folder"]
@@ -333,7 +333,7 @@ def test_task_weights_without_data_are_an_error_before_training(tiny, covost, tm
 
 
 def test_evaluation_through_the_llm_with_the_adapter(tiny, covost, lora_run, tmp_path):
-    from speechmapper_plugin.results import load_results
+    from speechmapper_plugin.evaluation.results import load_results
 
     common = {
         "llm_source": tiny["llm"],
@@ -373,8 +373,8 @@ def test_the_fused_system_is_evaluated_through_evaluate_py(
     """A -> B -> C -> evaluation: the stage-C projector (Transformer) and adapter decode the
     CoVoST 2 en-de test set and a German SQA test set through the datasets' evaluation
     recipes, and the report puts both in the talk's table."""
-    from speechmapper_plugin.report import main as report_main
-    from speechmapper_plugin.results import load_results
+    from speechmapper_plugin.evaluation.report import main as report_main
+    from speechmapper_plugin.evaluation.results import load_results
 
     _, stage_c = fusion_run
     common = {

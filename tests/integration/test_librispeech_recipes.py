@@ -10,8 +10,8 @@ import pytest
 import torch
 from recipe_runs import PRESET, run_recipe, run_torchrun, stage_args
 
-from speechmapper_plugin.preset import preset_overrides
-from speechmapper_plugin.tiny_llm import build_tiny_llm
+from speechmapper_plugin.tiny.llm import build_tiny_llm
+from speechmapper_plugin.tiny.preset import preset_overrides
 
 
 def read_curve(folder):
@@ -20,7 +20,7 @@ def read_curve(folder):
 
 
 def test_extraction_cached_every_utterance(tiny):
-    from speechmapper_plugin.features import FeatureCache
+    from speechmapper_plugin.features.cache import FeatureCache
 
     cache = FeatureCache(os.path.join(tiny["common"]["cache_folder"], "features", "fbank80_avg4"))
     assert len(cache) == 48 + 8 + 8
@@ -258,7 +258,7 @@ def test_evaluate_transcript_topline_and_asr_cascade(tiny, tiny_asr):
         if system == "asr":  # the ASR model's own transcripts, no LLM prompt
             from speechbrain.dataio.dataio import load_data_csv
 
-            from speechmapper_plugin.cascade import HFTranscriber
+            from speechmapper_plugin.evaluation.cascade import HFTranscriber
 
             assert result["decoding"]["example_prompt"] is None
             rows = load_data_csv(
@@ -315,8 +315,8 @@ def test_inference_interface_and_cli_on_the_trained_stage1_model(
     raw audio it reproduces what the recipe decoded from the feature cache."""
     from speechbrain.dataio.dataio import load_data_csv
 
-    from speechmapper_plugin.cli import main as cli_main
-    from speechmapper_plugin.inference import SpeechMapperLLM
+    from speechmapper_plugin.inference.cli import main as cli_main
+    from speechmapper_plugin.inference.pretrained import SpeechMapperLLM
 
     with open(stage1_run[0] / "results" / "test-clean.json", encoding="utf-8") as f:
         decoded = {o["id"]: o["hypothesis"] for o in json.load(f)["outputs"]}

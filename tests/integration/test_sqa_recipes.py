@@ -13,9 +13,9 @@ import soundfile as sf
 from recipe_runs import PRESET, run_recipe
 
 from speechmapper_plugin import brains
-from speechmapper_plugin.features import FeatureCache
-from speechmapper_plugin.preset import preset_overrides
-from speechmapper_plugin.results import load_results
+from speechmapper_plugin.evaluation.results import load_results
+from speechmapper_plugin.features.cache import FeatureCache
+from speechmapper_plugin.tiny.preset import preset_overrides
 
 # mini-corpus split -> (Spoken-SQuAD split, JSON file, sentence-wav folder)
 SPLITS = {

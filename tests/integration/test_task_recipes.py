@@ -12,9 +12,9 @@ import os
 import pytest
 from recipe_runs import PRESET, run_recipe
 
-from speechmapper_plugin.preset import preset_overrides
-from speechmapper_plugin.report import markdown_tables
-from speechmapper_plugin.results import load_results
+from speechmapper_plugin.evaluation.results import load_results
+from speechmapper_plugin.evaluation.tables import markdown_tables
+from speechmapper_plugin.tiny.preset import preset_overrides
 
 
 def _stage2_args(tiny, covost, stage1_run, **extra):

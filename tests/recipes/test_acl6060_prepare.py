@@ -11,7 +11,7 @@ import prepare_checks as pc
 import pytest
 import soundfile
 
-from speechmapper_plugin.iwslt_scoring import group_by_talk, manifest_rows
+from speechmapper_plugin.evaluation.iwslt_scoring import group_by_talk, manifest_rows
 
 RECIPE = pathlib.Path(__file__).resolve().parents[2] / "recipes" / "ACL6060"
 sys.path.insert(0, str(RECIPE))

@@ -18,7 +18,7 @@ sys.path.insert(0, str(RECIPE))
 
 import librisqa_prepare as lsqa  # noqa: E402
 
-from speechmapper_plugin.data import ANSWER_SEPARATOR  # noqa: E402
+from speechmapper_plugin.data.manifests import ANSWER_SEPARATOR  # noqa: E402
 
 SR = 16000
 TRANS = {  # utterance -> (transcript line or None (not in trans.txt), seconds or None (no flac))

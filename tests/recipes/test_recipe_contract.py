@@ -1,4 +1,4 @@
-"""Every dataset recipe keeps the contract the shared steps (speechmapper_plugin.recipe) rely
+"""Every dataset recipe keeps the contract the shared steps (speechmapper_plugin.training.recipe) rely
 on: its scripts call the shared step with its own prepare function, the prepare function takes
 the standard arguments plus exactly the YAML's ``prepare_options``, and each YAML names its
 dataset and splits."""
@@ -93,7 +93,7 @@ def test_recipe_scripts_prepare_signature_and_hparams(recipe):
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_evaluate_hparams_load_with_paths_filled(recipe, tmp_path):
-    from speechmapper_plugin.hparams import load_hparams
+    from speechmapper_plugin.utils.hparams import load_hparams
 
     overrides = {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out")}
     if recipe == "LibriSQA":

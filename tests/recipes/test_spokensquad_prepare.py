@@ -18,7 +18,7 @@ sys.path.insert(0, str(RECIPE))
 
 import spokensquad_prepare as ssp  # noqa: E402
 
-from speechmapper_plugin.data import ANSWER_SEPARATOR  # noqa: E402
+from speechmapper_plugin.data.manifests import ANSWER_SEPARATOR  # noqa: E402
 
 SR = 24000  # Google TTS rate of the official wavs
 CAFE_CONTEXT = "the caf\u00e9 opens at nine. it serves coffee and cr\u00eapes."

@@ -1,4 +1,4 @@
-"""Tests of the ``speechmapper`` console command (speechmapper_plugin.cli), run in-process.
+"""Tests of the ``speechmapper`` console command (speechmapper_plugin.inference.cli), run in-process.
 
 The tiny training folders come from ``test_inference.build_tiny_setup`` (fabricated the way
 the recipes write them, random-init projector, tiny LLM).
@@ -12,7 +12,7 @@ import pytest
 from test_inference import MAX_NEW_TOKENS, build_tiny_setup
 
 from speechmapper_plugin import cli
-from speechmapper_plugin.inference import SpeechMapperLLM
+from speechmapper_plugin.inference.pretrained import SpeechMapperLLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -57,7 +57,7 @@ def test_console_script_is_declared():
     config = configparser.ConfigParser()
     config.read(os.path.join(ROOT, "setup.cfg"))
     scripts = config["options.entry_points"]["console_scripts"].split("\n")
-    assert "speechmapper = speechmapper_plugin.cli:main" in [s.strip() for s in scripts]
+    assert "speechmapper = speechmapper_plugin.inference.cli:main" in [s.strip() for s in scripts]
 
 
 def test_export_writes_a_loadable_folder(tiny, published, capsys):

@@ -1,11 +1,11 @@
-"""Tests for speechmapper_plugin.curves.CurveLog: records, crash tolerance, PNG output."""
+"""Tests for speechmapper_plugin.training.curves.CurveLog: records, crash tolerance, PNG output."""
 
 import json
 import os
 
 import torch
 
-from speechmapper_plugin.curves import CurveLog
+from speechmapper_plugin.training.curves import CurveLog
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

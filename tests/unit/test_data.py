@@ -1,4 +1,4 @@
-"""Tests for speechmapper_plugin.data: manifests, the cached-feature ASR dataset and the
+"""Tests for speechmapper_plugin.data.datasets: manifests, the cached-feature ASR dataset and the
 training loader options."""
 
 import csv
@@ -11,16 +11,11 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataio import load_data_csv
 from speechbrain.dataio.sampler import DynamicBatchSampler, ReproducibleRandomSampler
 
-from speechmapper_plugin.data import (
-    dataio_prepare,
-    fixed_steps_loader_kwargs,
-    load_asr_dataset,
-    manifest_path,
-    train_loader_kwargs,
-    write_csv,
-)
-from speechmapper_plugin.features import FeatureCache, FeatureCacheWriter
-from speechmapper_plugin.tiny_llm import train_tokenizer
+from speechmapper_plugin.data.datasets import dataio_prepare, load_asr_dataset
+from speechmapper_plugin.data.manifests import manifest_path, write_csv
+from speechmapper_plugin.data.samplers import fixed_steps_loader_kwargs, train_loader_kwargs
+from speechmapper_plugin.features.cache import FeatureCache, FeatureCacheWriter
+from speechmapper_plugin.tiny.llm import train_tokenizer
 
 FIELDS = ["ID", "duration", "wav", "spk_id", "wrd"]
 DIM = 4
@@ -31,7 +26,7 @@ UTTS = {  # id: (duration, frames, text)
     "s2-c1-0002": (4.5, 9, "the dog sat"),
     "s3-c2-0001": (0.5, 1, "far away"),
 }
-LOGGER = "speechmapper_plugin.data"
+LOGGER = "speechmapper_plugin.data.datasets"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for the stage-2 task data of speechmapper_plugin.data: extraction items (segments,
+"""Tests for the stage-2 task data of speechmapper_plugin.data.datasets: extraction items (segments,
 shared audio), the multitask stage-2 dataset (prompts and targets per task) and the
 task-mixture batch sampler (ratios, reproducibility, resume, errors)."""
 
@@ -8,17 +8,12 @@ import pytest
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 
-from speechmapper_plugin.data import (
-    ANSWER_SEPARATOR,
-    TaskMixtureBatchSampler,
-    extraction_items,
-    load_stage2_dataset,
-    mixture_groups,
-    write_csv,
-)
-from speechmapper_plugin.features import FeatureCache, FeatureCacheWriter
-from speechmapper_plugin.prompts import st_instruction
-from speechmapper_plugin.tiny_llm import train_tokenizer
+from speechmapper_plugin.data.datasets import load_stage2_dataset
+from speechmapper_plugin.data.manifests import ANSWER_SEPARATOR, extraction_items, write_csv
+from speechmapper_plugin.data.prompts import st_instruction
+from speechmapper_plugin.data.samplers import TaskMixtureBatchSampler, mixture_groups
+from speechmapper_plugin.features.cache import FeatureCache, FeatureCacheWriter
+from speechmapper_plugin.tiny.llm import train_tokenizer
 
 DIM = 4
 

@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from speechmapper_plugin.decoding import RepetitionGuard, decoding_stats, is_stuck, tail_repetition
+from speechmapper_plugin.evaluation.decoding import (
+    RepetitionGuard,
+    decoding_stats,
+    is_stuck,
+    tail_repetition,
+)
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,9 @@
-"""Tests of per-task scoring (speechmapper_plugin.evaluation.score_outputs)."""
+"""Tests of per-task scoring (speechmapper_plugin.evaluation.scoring.score_outputs)."""
 
 import pytest
 
-from speechmapper_plugin.evaluation import score_outputs
-from speechmapper_plugin.metrics import bleu
+from speechmapper_plugin.evaluation.metrics import bleu
+from speechmapper_plugin.evaluation.scoring import score_outputs
 
 
 def outputs(hyps, refs, **extra):

@@ -1,4 +1,4 @@
-"""Tests for speechmapper_plugin.features: audio loading, encoders, averaging, feature cache."""
+"""Tests for speechmapper_plugin.features.extraction: audio loading, encoders, averaging, feature cache."""
 
 import collections
 import logging
@@ -13,22 +13,17 @@ import soundfile as sf
 import torch
 
 from speechmapper_plugin import features as F
-from speechmapper_plugin.features import (
-    AudioError,
-    CacheConfigError,
-    FbankFrontend,
-    FeatureCache,
-    FeatureCacheWriter,
-    HFSpeechEncoder,
-    ModelNotAvailableError,
-    SeamlessSpeechEncoder,
-    average_frames,
-    build_encoder,
-    extract_to_cache,
-    load_audio,
-)
+from speechmapper_plugin.features.audio import AudioError, load_audio
+from speechmapper_plugin.features.cache import CacheConfigError, FeatureCache, FeatureCacheWriter
+from speechmapper_plugin.features.encoders import build_encoder
+from speechmapper_plugin.features.extraction import extract_to_cache
+from speechmapper_plugin.features.frames import average_frames
+from speechmapper_plugin.features.front_ends import FbankFrontend
+from speechmapper_plugin.features.hf_encoder import HFSpeechEncoder
+from speechmapper_plugin.features.model_source import ModelNotAvailableError
+from speechmapper_plugin.features.seamless import SeamlessSpeechEncoder
 
-LOGGER = "speechmapper_plugin.features"
+LOGGER = "speechmapper_plugin.features.extraction"
 
 
 def _sine(seconds, sr=16000, freq=440.0, amp=0.3):

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from speechmapper_plugin.data import write_csv
-from speechmapper_plugin.fluent import check_rewrite, fluent_answers, fluent_prompt
-from speechmapper_plugin.preparation import MANIFEST_FIELDS
-from speechmapper_plugin.prompts import FLUENT_ANSWER_PROMPT
-from speechmapper_plugin.resumable import SettingsMismatchError
-from speechmapper_plugin.tiny_llm import build_tiny_llm
-from speechmapper_plugin.unanswerable import read_sqa_manifest
+from speechmapper_plugin.data.manifests import write_csv
+from speechmapper_plugin.data.preparation import MANIFEST_FIELDS
+from speechmapper_plugin.data.prompts import FLUENT_ANSWER_PROMPT
+from speechmapper_plugin.datatools.fluent import check_rewrite, fluent_answers, fluent_prompt
+from speechmapper_plugin.datatools.resumable import SettingsMismatchError
+from speechmapper_plugin.datatools.unanswerable import read_sqa_manifest
+from speechmapper_plugin.tiny.llm import build_tiny_llm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "recipes", "IWSLT25", "tools", "fluent_answers.py")

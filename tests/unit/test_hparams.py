@@ -1,10 +1,10 @@
-"""Tests for speechmapper_plugin.hparams: loading with overrides and the messages a user gets
+"""Tests for speechmapper_plugin.utils.hparams: loading with overrides and the messages a user gets
 for a misspelled key or a missing required value."""
 
 import pytest
 import torch
 
-from speechmapper_plugin.hparams import load_hparams, resolve_device
+from speechmapper_plugin.utils.hparams import load_hparams, resolve_device
 
 YAML = """\
 seed: 3

@@ -1,4 +1,4 @@
-"""Tests of speechmapper_plugin.inference: export of training folders, SpeechMapperLLM.
+"""Tests of speechmapper_plugin.inference.pretrained: export of training folders, SpeechMapperLLM.
 
 The training folders are made the way the recipes make them, without training: the
 stage YAML resolved with the tiny preset's command-line overrides (as
@@ -20,31 +20,28 @@ import torch
 from hyperpyyaml import resolve_references
 from speechbrain.utils.checkpoints import Checkpointer
 
-from speechmapper_plugin.features import (
-    AudioError,
-    FbankFrontend,
-    FeatureCache,
-    extract_to_cache,
-)
-from speechmapper_plugin.inference import (
-    SpeechMapperLLM,
-    export_model,
-    fill_template,
-    find_best_checkpoint,
-    folder_kind,
-    load_model,
-    read_feature_config,
-)
-from speechmapper_plugin.llm import EmbeddingTable, FrozenLLM
-from speechmapper_plugin.preset import preset_overrides
-from speechmapper_plugin.projector import SpeechMapper
-from speechmapper_plugin.prompts import (
+from speechmapper_plugin.data.prompts import (
     SPEECH_PREFIX,
     ST_INSTRUCTIONS,
     ZERO_SHOT_ASR,
     ZERO_SHOT_SUFFIX,
 )
-from speechmapper_plugin.tiny_llm import build_tiny_llm
+from speechmapper_plugin.features.audio import AudioError
+from speechmapper_plugin.features.cache import FeatureCache
+from speechmapper_plugin.features.extraction import extract_to_cache
+from speechmapper_plugin.features.front_ends import FbankFrontend
+from speechmapper_plugin.inference.export import export_model, fill_template
+from speechmapper_plugin.inference.folders import (
+    find_best_checkpoint,
+    folder_kind,
+    read_feature_config,
+)
+from speechmapper_plugin.inference.pretrained import SpeechMapperLLM, load_model
+from speechmapper_plugin.models.embeddings import EmbeddingTable
+from speechmapper_plugin.models.frozen_llm import FrozenLLM
+from speechmapper_plugin.models.speechmapper import SpeechMapper
+from speechmapper_plugin.tiny.llm import build_tiny_llm
+from speechmapper_plugin.tiny.preset import preset_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HPARAMS = os.path.join(ROOT, "hparams")
@@ -214,7 +211,7 @@ def test_export_stage2_takes_lowest_loss_and_llm_settings(tiny, tmp_path):
     hparams = read_yaml(os.path.join(out, "hyperparams.yaml"))
     assert hparams["llm_dtype"] == "float32"  # stage-2 preset value, not the template's bf16
     assert hparams["system_prompt"] == "Be brief."
-    assert hparams["asr_prompt"].tag.value == "!name:speechmapper_plugin.prompts.ZERO_SHOT_ASR"
+    assert hparams["asr_prompt"].tag.value == "!name:speechmapper_plugin.data.prompts.ZERO_SHOT_ASR"
 
 
 def test_reexport_keeps_the_copied_checkpoint(tiny, published):

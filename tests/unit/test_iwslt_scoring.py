@@ -9,11 +9,11 @@ import json
 import pytest
 
 from speechmapper_plugin import iwslt_scoring as isc
-from speechmapper_plugin.metrics import comet_score
-from speechmapper_plugin.report import markdown_tables
-from speechmapper_plugin.results import load_results, make_result, write_result
-from speechmapper_plugin.tiny_bertscore import build_tiny_bertscore
-from speechmapper_plugin.tiny_comet import build_tiny_comet
+from speechmapper_plugin.evaluation.comet import comet_score
+from speechmapper_plugin.evaluation.results import load_results, make_result, write_result
+from speechmapper_plugin.evaluation.tables import markdown_tables
+from speechmapper_plugin.tiny.bertscore import build_tiny_bertscore
+from speechmapper_plugin.tiny.comet import build_tiny_comet
 
 # Two talks, two segments each (manifest order = spoken order).
 TALKS = {

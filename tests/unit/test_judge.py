@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from speechmapper_plugin import judge as judge_module
-from speechmapper_plugin.judge import (
+from speechmapper_plugin.evaluation.judge import (
     JUDGE_PROMPT,
     REFERENCE_SEPARATOR,
     LLMJudge,
@@ -17,7 +17,7 @@ from speechmapper_plugin.judge import (
     judge_answers,
     parse_verdict,
 )
-from speechmapper_plugin.tiny_llm import EOT_TOKEN, build_tiny_llm
+from speechmapper_plugin.tiny.llm import EOT_TOKEN, build_tiny_llm
 
 CORPUS = [
     "yes it is the same answer",
@@ -85,7 +85,7 @@ def forced(base_folder, tmp_path_factory):
     """Local judge folders forced to reply "yes", "no" or the undecided "yes or no"."""
     from transformers import AutoModelForCausalLM
 
-    from speechmapper_plugin.llm import load_tokenizer
+    from speechmapper_plugin.models.tokens import load_tokenizer
 
     tokenizer = load_tokenizer(base_folder)
     root = tmp_path_factory.mktemp("forced")
@@ -204,7 +204,7 @@ def test_custom_prompt_and_raw_fallback_without_chat_template(base_folder, caplo
     texts = judge.prompts(["ctx"], ["q?"], [["r1", "r2"]], [""])
     assert "C=ctx Q=q? R=r1 | r2 A= {yes/no}" in texts[0]
     judge.tokenizer.chat_template = None
-    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin.judge"):
+    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin.evaluation.judge"):
         texts = judge.prompts(["ctx"], ["q?"], [["r1", "r2"]], ["an answer"])
     assert texts == ["C=ctx Q=q? R=r1 | r2 A=an answer {yes/no}"]
     assert "no chat template" in caplog.text
@@ -298,7 +298,7 @@ def test_forced_no_judge(forced):
 
 def test_undecided_replies_are_counted_invalid(forced, caplog):
     judge = LLMJudge(forced["invalid"], **FAST)
-    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin.judge"):
+    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin.evaluation.judge"):
         result = judge.judge(CONTEXTS, QUESTIONS, REFERENCES, ANSWERS)
     assert result["raw"] == ["yes or no"] * 5
     assert result["verdicts"] == [None] * 5

@@ -13,16 +13,15 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 from transformers.modeling_utils import PreTrainedModel
 
 from speechmapper_plugin import llm as llm_module
-from speechmapper_plugin.llm import (
+from speechmapper_plugin.models.embeddings import (
     EmbeddingTable,
-    FrozenLLM,
-    end_of_turn_token,
     find_embedding_tensor_name,
     load_input_embeddings,
-    resolve_source,
-    select_pad_token,
 )
-from speechmapper_plugin.tiny_llm import build_tiny_llm
+from speechmapper_plugin.models.frozen_llm import FrozenLLM
+from speechmapper_plugin.models.hub import resolve_source
+from speechmapper_plugin.models.tokens import end_of_turn_token, select_pad_token
+from speechmapper_plugin.tiny.llm import build_tiny_llm
 
 WORDS = (
     "the of and to in he was that it his her you as had with for she not at but be my on "
@@ -336,7 +335,7 @@ def test_targets_values_and_padding(table, corpus):
 
 def test_targets_truncation_is_counted_and_logged(folder, caplog):
     table = EmbeddingTable.from_pretrained(folder)
-    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin.llm"):
+    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin.models.frozen_llm"):
         out, kept = table.targets(
             [[5, 6, 7, 8], [5], [9, 9, 9]], 2, utt_ids=["a", "b", "c"], return_lengths=True
         )
@@ -672,7 +671,7 @@ def test_text_only_generation_matches_the_chat_rendered_text(llm):
 
 def test_repetition_guard_stops_and_trims_stuck_generations(llm, monkeypatch):
     """A model stuck on one token (App. B.2) is stopped by the guard and trimmed to one copy."""
-    from speechmapper_plugin.decoding import RepetitionGuard, is_stuck
+    from speechmapper_plugin.evaluation.decoding import RepetitionGuard, is_stuck
 
     speech, lens = speech_batch(llm, seed=4)
     stuck_token = llm.tokenizer("house", add_special_tokens=False)["input_ids"][-1]

@@ -1,18 +1,18 @@
-"""LoRA adapters on the frozen LLM (``speechmapper_plugin.lora``): which weights train, what
+"""LoRA adapters on the frozen LLM (``speechmapper_plugin.models.lora``): which weights train, what
 DDP synchronizes, the saved adapter and the adapter-only checkpoint."""
 
 import pytest
 import torch
 
-from speechmapper_plugin.llm import FrozenLLM
-from speechmapper_plugin.lora import (
+from speechmapper_plugin.models.frozen_llm import FrozenLLM
+from speechmapper_plugin.models.lora import (
     LoraCheckpoint,
     attach_lora,
     load_lora,
     lora_parameters,
     save_lora,
 )
-from speechmapper_plugin.tiny_llm import build_tiny_llm
+from speechmapper_plugin.tiny.llm import build_tiny_llm
 
 TEXTS = ["the cat sat on the mat", "a dog ran in the park", "birds sing in the morning"] * 4
 

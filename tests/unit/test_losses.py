@@ -1,4 +1,4 @@
-"""Tests for speechmapper_plugin.losses: eq. 1-3 of the paper against an independent
+"""Tests for speechmapper_plugin.models.losses: eq. 1-3 of the paper against an independent
 reference implementation (plain Python loops), hand-computed values, masking, gradients,
 the truncation counter and argument errors."""
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from speechmapper_plugin.losses import SpeechMapperLoss, Stage2Loss, pad_aware_mse
+from speechmapper_plugin.models.losses import SpeechMapperLoss, Stage2Loss, pad_aware_mse
 
 # ------------------------------------------------------------------------------------------
 # Independent reference (written from the contract, shares nothing with the module)

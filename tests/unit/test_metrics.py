@@ -1,4 +1,4 @@
-"""Tests for speechmapper_plugin.metrics: WER/CER on normalized text, sacrebleu BLEU,
+"""Tests for speechmapper_plugin.evaluation.metrics: WER/CER on normalized text, sacrebleu BLEU,
 langdetect output-language ID and the COMET model resolution (offline errors).
 
 The COMET scoring itself runs on a tiny offline model in tests/unit/test_tiny_comet.py.
@@ -10,16 +10,14 @@ import os
 
 import pytest
 
-from speechmapper_plugin.metrics import (
+from speechmapper_plugin.evaluation.comet import (
     DEFAULT_COMET_MODEL,
     CometModelUnavailableError,
     CometScorer,
-    bleu,
     comet_score,
     comet_scorer,
-    error_rates,
-    language_id,
 )
+from speechmapper_plugin.evaluation.metrics import bleu, error_rates, language_id
 
 
 @pytest.mark.parametrize(
@@ -71,7 +69,7 @@ def test_empty_hypothesis_counts_every_reference_word_as_deleted():
 
 
 def test_empty_reference_is_skipped_counted_and_logged(caplog):
-    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin.metrics"):
+    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin.evaluation.metrics"):
         out = error_rates(["the cat", "anything", "more"], ["the dog", "", "42 !"])
     assert out["num_utterances"] == 1  # "42 !" normalizes to nothing as well
     assert out["skipped_empty_reference"] == 2
@@ -142,7 +140,7 @@ def test_bleu_uses_the_zh_tokenizer_for_chinese(lang):
 
 def test_bleu_empty_texts(caplog):
     assert bleu([""], ["a reference"], "en")["bleu"] == 0.0
-    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin.metrics"):
+    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin.evaluation.metrics"):
         out = bleu(["the cat sat", "extra words"], ["the cat sat", ""], "en")
     # The hypothesis of the empty reference counts in the precisions' denominators.
     assert out["precisions"][0] == pytest.approx(60.0)

@@ -11,14 +11,13 @@ import pytest
 import soundfile as sf
 
 from speechmapper_plugin import minicorpus
-from speechmapper_plugin.minicorpus import (
+from speechmapper_plugin.tiny.espeak import synthesize
+from speechmapper_plugin.tiny.grammar import generate_sentences, grammar_words
+from speechmapper_plugin.tiny.minicorpus import (
     HELDOUT_VOICE,
     SPLITS,
     TRAIN_VOICES,
     build_minicorpus,
-    generate_sentences,
-    grammar_words,
-    synthesize,
 )
 
 SENTENCE_RE = re.compile(r"^[a-z]+( [a-z]+){3,13}$")

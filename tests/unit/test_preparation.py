@@ -1,4 +1,4 @@
-"""Tests for speechmapper_plugin.preparation: the shared manifest writing of the dataset
+"""Tests for speechmapper_plugin.data.preparation: the shared manifest writing of the dataset
 prepare scripts (skips counted by reason, segments, up-to-date check, layout errors) and
 audio probing (libsndfile formats and m4a through PyAV)."""
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechmapper_plugin.features import AudioError, load_audio
-from speechmapper_plugin.preparation import audio_duration, layout_error, run_preparation
+from speechmapper_plugin.data.preparation import audio_duration, layout_error, run_preparation
+from speechmapper_plugin.features.audio import AudioError, load_audio
 
 SR = 16000
 
@@ -176,7 +176,7 @@ def test_unknown_split_is_named_with_the_valid_ones(data, tmp_path):
 
 
 def test_prepare_cli_forwards_arguments_and_prints_the_summary(capsys):
-    from speechmapper_plugin.preparation import prepare_cli
+    from speechmapper_plugin.data.preparation import prepare_cli
 
     calls = []
 

@@ -1,4 +1,4 @@
-"""Tests for speechmapper_plugin.preset: overrides that hyperpyyaml reads back exactly, preset
+"""Tests for speechmapper_plugin.tiny.preset: overrides that hyperpyyaml reads back exactly, preset
 sections, and the consistency of the real hparams/tiny.yaml with the recipe YAML files."""
 
 import pathlib
@@ -8,7 +8,7 @@ import pytest
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 
-from speechmapper_plugin.preset import format_override, preset_overrides
+from speechmapper_plugin.tiny.preset import format_override, preset_overrides
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HPARAMS = ROOT / "hparams"

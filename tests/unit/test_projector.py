@@ -1,4 +1,4 @@
-"""Tests for speechmapper_plugin.projector: size of the paper configuration, shapes and
+"""Tests for speechmapper_plugin.models.projectors: size of the paper configuration, shapes and
 lengths, padding invariance, eval determinism, argument errors and checkpoint loading."""
 
 import re
@@ -7,11 +7,11 @@ import pytest
 import torch
 from speechbrain.utils.checkpoints import Checkpointer
 
-from speechmapper_plugin.projector import (
+from speechmapper_plugin.models.projectors import load_projector_checkpoint
+from speechmapper_plugin.models.speechmapper import (
     SpeechMapper,
     conv_output_lengths,
     lengths_to_padding_mask,
-    load_projector_checkpoint,
 )
 
 

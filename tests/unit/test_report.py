@@ -1,4 +1,4 @@
-"""Tests for speechmapper_plugin.report: seed aggregation, Markdown tables in the papers' layout,
+"""Tests for speechmapper_plugin.evaluation.tables: seed aggregation, Markdown tables in the papers' layout,
 Hugging Face model-index metadata and the command line."""
 
 import json
@@ -10,15 +10,10 @@ import pytest
 import yaml
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from speechmapper_plugin.report import (
-    aggregate,
-    iwslt25_tables,
-    main,
-    markdown_tables,
-    model_card_metadata,
-    model_index,
-)
-from speechmapper_plugin.results import load_results, make_result, write_result
+from speechmapper_plugin.evaluation.model_index import model_card_metadata, model_index
+from speechmapper_plugin.evaluation.report import main
+from speechmapper_plugin.evaluation.results import load_results, make_result, write_result
+from speechmapper_plugin.evaluation.tables import aggregate, iwslt25_tables, markdown_tables
 
 OUT = [{"id": "u1", "hypothesis": "h", "reference": "r"}]
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
@@ -383,7 +378,7 @@ def test_main_reports_bad_input_clearly(folder, tmp_path, capsys):
 
 def test_python_dash_m_entry_point(folder):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    command = [sys.executable, "-m", "speechmapper_plugin.report", folder]
+    command = [sys.executable, "-m", "speechmapper_plugin.evaluation.tables", folder]
     proc = subprocess.run(
         command + ["--metrics", "judge_accuracy"],
         capture_output=True,

@@ -1,4 +1,4 @@
-"""Tests for speechmapper_plugin.results: schema, validation messages, file names, loading."""
+"""Tests for speechmapper_plugin.evaluation.results: schema, validation messages, file names, loading."""
 
 import json
 import logging
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechmapper_plugin.results import (
+from speechmapper_plugin.evaluation.results import (
     SCHEMA,
     load_results,
     make_result,
@@ -186,7 +186,7 @@ def test_load_results_searches_folders_and_skips_other_json(tmp_path, caplog):
     (tmp_path / "hyperparams.json").write_text('{"lr": 0.001}')
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "notes.txt").write_text("not json at all {")
-    with caplog.at_level(logging.INFO, logger="speechmapper_plugin.results"):
+    with caplog.at_level(logging.INFO, logger="speechmapper_plugin.evaluation.results"):
         results = load_results([str(tmp_path)])
     assert [r["seed"] for r in results] == [1, 2]  # sorted folder walk
     assert "2 result file(s) loaded, 2 other JSON file(s) ignored" in caplog.text

@@ -1,4 +1,4 @@
-"""Resumable keep/drop jobs (``speechmapper_plugin.resumable``): what the data tools rely on
+"""Resumable keep/drop jobs (``speechmapper_plugin.datatools.resumable``): what the data tools rely on
 to survive an interruption and to report what they kept and dropped."""
 
 import json
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from speechmapper_plugin.resumable import ResumableJob, SettingsMismatchError
+from speechmapper_plugin.datatools.resumable import ResumableJob, SettingsMismatchError
 
 ITEMS = [{"ID": f"q{i}", "tgt": f"answer {i}"} for i in range(5)]
 

@@ -1,4 +1,4 @@
-"""Tests for speechmapper_plugin.schedulers.WarmupCosineScheduler: the shape of the schedule,
+"""Tests for speechmapper_plugin.training.schedulers.WarmupCosineScheduler: the shape of the schedule,
 the optimizer update and resuming through a SpeechBrain Checkpointer."""
 
 import math
@@ -7,7 +7,7 @@ import pytest
 import torch
 from speechbrain.utils.checkpoints import Checkpointer
 
-from speechmapper_plugin.schedulers import WarmupCosineScheduler
+from speechmapper_plugin.training.schedulers import WarmupCosineScheduler
 
 PEAK, INITIAL, FINAL = 1e-3, 1e-6, 1e-5
 WARMUP, TOTAL = 100, 500

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import soundfile
 
-from speechmapper_plugin.data import read_manifest, write_csv
-from speechmapper_plugin.resumable import SettingsMismatchError
-from speechmapper_plugin.synthesis import (
+from speechmapper_plugin.data.manifests import read_manifest, write_csv
+from speechmapper_plugin.datatools.resumable import SettingsMismatchError
+from speechmapper_plugin.datatools.synthesis import (
     SeamlessSynthesizer,
     draw_speaker,
     parse_speaker_pool,
     resynthesize_sqa,
     split_sentences,
 )
-from speechmapper_plugin.text import normalize_text
-from speechmapper_plugin.tiny_seamless import build_tiny_seamless
+from speechmapper_plugin.tiny.seamless import build_tiny_seamless
+from speechmapper_plugin.utils.text import normalize_text
 
 SCRIPT = Path(__file__).parents[2] / "recipes" / "IWSLT25" / "tools" / "resynthesize_sqa.py"
 FIELDS = ["ID", "duration", "wav", "start", "stop", "audio_id", "spk_id", "wrd", "transcript"]

@@ -1,8 +1,8 @@
-"""Tests for speechmapper_plugin.text.normalize_text (MMS-style target normalization)."""
+"""Tests for speechmapper_plugin.utils.text.normalize_text (MMS-style target normalization)."""
 
 import pytest
 
-from speechmapper_plugin.text import normalize_text
+from speechmapper_plugin.utils.text import normalize_text
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from speechmapper_plugin import tiny_bertscore
-from speechmapper_plugin.tiny_bertscore import build_tiny_bertscore
+from speechmapper_plugin.tiny.bertscore import build_tiny_bertscore
 
 TEXTS = ["the cat sat on the mat", "we go to the park today", "die Katze sitzt", "今天天气很好"]
 

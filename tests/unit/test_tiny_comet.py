@@ -8,8 +8,12 @@ import pytest
 import yaml
 
 from speechmapper_plugin import tiny_comet
-from speechmapper_plugin.metrics import CometModelUnavailableError, CometScorer, comet_score
-from speechmapper_plugin.tiny_comet import build_tiny_comet, train_xlmr_tokenizer
+from speechmapper_plugin.evaluation.comet import (
+    CometModelUnavailableError,
+    CometScorer,
+    comet_score,
+)
+from speechmapper_plugin.tiny.comet import build_tiny_comet, train_xlmr_tokenizer
 
 SOURCES = ["the cat sat on the mat", "we go to the park today", "the weather is nice"]
 HYPOTHESES = ["die Katze sass auf der Matte", "wir gehen heute in den Park", ""]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from speechmapper_plugin import tiny_llm
-from speechmapper_plugin.tiny_llm import (
+from speechmapper_plugin.tiny.llm import (
     BOS_TOKEN,
     END_OF_TEXT_TOKEN,
     EOT_TOKEN,

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from speechmapper_plugin import tiny_seamless
-from speechmapper_plugin.tiny_seamless import DEFAULT_LANGUAGES, build_tiny_seamless
+from speechmapper_plugin.tiny.seamless import DEFAULT_LANGUAGES, build_tiny_seamless
 
 TEXTS = [
     "The cat sat on the mat.",
@@ -112,7 +112,7 @@ def test_text_to_speech_depends_on_the_speaker_and_is_deterministic(folder):
 
 
 def test_speech_encoder_loads_through_the_feature_extractor_code(folder):
-    from speechmapper_plugin.features import SeamlessSpeechEncoder
+    from speechmapper_plugin.features.seamless import SeamlessSpeechEncoder
 
     encoder = SeamlessSpeechEncoder(str(folder), layer=1)
     feats, _ = encoder(torch.randn(1, 16000), torch.tensor([1.0]))

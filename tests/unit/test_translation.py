@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from speechmapper_plugin.data import ANSWER_SEPARATOR, read_manifest, write_csv
-from speechmapper_plugin.metrics import CometScorer
-from speechmapper_plugin.resumable import SettingsMismatchError
-from speechmapper_plugin.tiny_comet import build_tiny_comet
-from speechmapper_plugin.tiny_seamless import build_tiny_seamless
-from speechmapper_plugin.translation import (
+from speechmapper_plugin.data.manifests import ANSWER_SEPARATOR, read_manifest, write_csv
+from speechmapper_plugin.datatools.resumable import SettingsMismatchError
+from speechmapper_plugin.datatools.translation import (
     SeamlessTranslator,
     parse_columns,
     seamless_code,
     translate_manifest,
 )
+from speechmapper_plugin.evaluation.comet import CometScorer
+from speechmapper_plugin.tiny.comet import build_tiny_comet
+from speechmapper_plugin.tiny.seamless import build_tiny_seamless
 
 SCRIPT = Path(__file__).parents[2] / "recipes" / "IWSLT25" / "tools" / "translate_manifest.py"
 FIELDS = ["ID", "duration", "wav", "audio_id", "transcript", "tgt", "tgt_lang", "question", "task"]

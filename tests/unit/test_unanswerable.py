@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from speechmapper_plugin import unanswerable as unanswerable_module
-from speechmapper_plugin.data import split_answers, write_csv
-from speechmapper_plugin.preparation import MANIFEST_FIELDS
-from speechmapper_plugin.resumable import SettingsMismatchError
-from speechmapper_plugin.unanswerable import (
+from speechmapper_plugin.data.manifests import split_answers, write_csv
+from speechmapper_plugin.data.preparation import MANIFEST_FIELDS
+from speechmapper_plugin.datatools.resumable import SettingsMismatchError
+from speechmapper_plugin.datatools.unanswerable import (
     contains_answer,
     main,
     make_unanswerable,

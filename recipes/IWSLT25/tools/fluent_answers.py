@@ -2,7 +2,7 @@
 """IWSLT25 data tool: fluent SQA answers. Every extractive answer of an SQA manifest is
 rewritten into a sentence in the question's language by an LLM (batched greedy decoding), then
 rewrites in another language (langdetect), empty ones and those that lost the extractive answer
-are dropped (``speechmapper_plugin.fluent``). Resumes after an interruption without
+are dropped (``speechmapper_plugin.datatools.fluent``). Resumes after an interruption without
 regenerating what it decided; writes ``<output stem>.report.json`` (kept / dropped by reason)
 and ``<output stem>.dropped.tsv``.
 
@@ -17,7 +17,7 @@ Authors
 speechmapper developers, 2026
 """
 
-from speechmapper_plugin.fluent import main
+from speechmapper_plugin.datatools.fluent import main
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@
 """IWSLT25 data tool: unanswerable SQA examples. A seeded share of the questions of an SQA
 manifest is paired with the audio and context of another passage that does not contain their
 answers, and answered with the localized "not answerable" string of the question's language
-(``speechmapper_plugin.unanswerable``). Resumes after an interruption; writes
+(``speechmapper_plugin.datatools.unanswerable``). Resumes after an interruption; writes
 ``<output stem>.report.json`` (kept / dropped by reason) and ``<output stem>.dropped.tsv``.
 
 Usage:
@@ -16,7 +16,7 @@ Authors
 speechmapper developers, 2026
 """
 
-from speechmapper_plugin.unanswerable import main
+from speechmapper_plugin.datatools.unanswerable import main
 
 if __name__ == "__main__":
     main()

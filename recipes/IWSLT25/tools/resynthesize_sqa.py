@@ -3,7 +3,7 @@
 ``audio_id``) is synthesized again from its text (``context``) with SeamlessM4T-v2 TTS, sentence
 by sentence, by one speaker drawn per passage from a pool of vocoder speakers (seeded,
 reproducible); the 16 kHz wavs are written atomically and every question row of the passage
-points at the new audio (new ``audio_id``, ``spk_id``, ``duration``) (``speechmapper_plugin.synthesis``).
+points at the new audio (new ``audio_id``, ``spk_id``, ``duration``) (``speechmapper_plugin.datatools.synthesis``).
 Resumes after an interruption without synthesizing a decided passage again; writes
 ``<output stem>.report.json`` (kept / dropped by reason) and ``<output stem>.dropped.tsv``.
 
@@ -19,7 +19,7 @@ Authors
 speechmapper developers, 2026
 """
 
-from speechmapper_plugin.synthesis import main
+from speechmapper_plugin.datatools.synthesis import main
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,7 @@
 SQA ``question`` and ``tgt``, each answer apart; ``transcript:tgt`` makes ST rows) are
 translated from English into each target language with SeamlessM4T-v2 (text-to-text), and a
 ``(row, language)`` item is kept only if every translated text has a round-trip COMET score
-(back-translation scored against the original) >= 0.85 (``speechmapper_plugin.translation``).
+(back-translation scored against the original) >= 0.85 (``speechmapper_plugin.datatools.translation``).
 One output row per kept item, ID ``<ID>_<lang>``, ``tgt_lang`` set. Resumes after an
 interruption without translating again what it decided; writes ``<output stem>.report.json``
 (kept / dropped by reason) and ``<output stem>.dropped.tsv`` (with the scores).
@@ -23,7 +23,7 @@ Authors
 speechmapper developers, 2026
 """
 
-from speechmapper_plugin.translation import main
+from speechmapper_plugin.datatools.translation import main
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,137 @@
+"""What every training stage's Brain shares: the projector-only optimizer, running loss terms,
+the learning-curve log, the learning-rate schedule per optimizer step, and the decoded
+output and result files of validation and test.
+
+Authors
+-------
+speechmapper developers, 2026
+"""
+
+import os
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import main_process_only
+
+from speechmapper_plugin.evaluation.results import _as_str, make_result, write_result
+from speechmapper_plugin.evaluation.scoring import score_outputs
+from speechmapper_plugin.training.curves import CurveLog
+from speechmapper_plugin.utils.files import atomic_write_text
+
+
+class _SpeechMapperBrain(sb.Brain):
+    """What both stages share: projector-only optimizer, running loss components, the
+    learning-curve log, decoded-output files and result JSONs."""
+
+    #: Name of the split being evaluated; recipes set it before ``evaluate`` (files are
+    #: named after it).
+    test_name = "test"
+
+    @property
+    def llm(self):
+        """The ``frozen_llm.FrozenLLM`` itself. Under DDP, SpeechBrain wraps an LLM that carries
+        trainable LoRA adapters (so that their gradients are averaged across processes):
+        calls go through ``self.modules.llm``, attribute access through this."""
+        llm = self.modules.llm
+        return llm.module if isinstance(llm, torch.nn.parallel.DistributedDataParallel) else llm
+
+    def init_optimizers(self):
+        """Optimize the projector only (the LLM and its embeddings are frozen)."""
+        params = [p for p in self.modules.projector.parameters() if p.requires_grad]
+        self.optimizer = self.opt_class(params)
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def on_fit_start(self):
+        """Set up the curve log and the learning rate of the (possibly resumed) schedule."""
+        super().on_fit_start()
+        self.curve = CurveLog(os.path.join(self.hparams.output_folder, "curve.jsonl"))
+        scheduler = getattr(self.hparams, "lr_scheduler", None)
+        if scheduler is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = scheduler.lr_at(scheduler.n_steps)
+
+    def on_stage_start(self, stage, epoch=None):
+        """Reset the running sums of loss components and the decoded outputs."""
+        self.sums, self.count = {}, 0
+        self.interval_sums, self.interval_count = {}, 0
+        self.outputs = []
+        loss = getattr(self.hparams, "loss", None)
+        if loss is not None:  # truncation counts are reported per stage
+            loss.truncated = loss.seen = 0
+
+    def _accumulate(self, parts, batch_size):
+        for key, value in parts.items():
+            if torch.is_tensor(value) and value.dim() == 0:
+                v = float(value.detach())
+                self.sums[key] = self.sums.get(key, 0.0) + v * batch_size
+                self.interval_sums[key] = self.interval_sums.get(key, 0.0) + v * batch_size
+        self.count += batch_size
+        self.interval_count += batch_size
+
+    def _means(self, sums, count):
+        return {k: v / max(count, 1) for k, v in sums.items()}
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Advance the LR schedule and log the training curve every ``log_interval`` steps."""
+        if not should_step:
+            return
+        scheduler = getattr(self.hparams, "lr_scheduler", None)
+        if scheduler is not None:
+            scheduler(self.optimizer)
+        interval = getattr(self.hparams, "log_interval", 50)
+        if self.optimizer_step % interval == 0 and self.interval_count:
+            means = self._means(self.interval_sums, self.interval_count)
+            means["lr"] = self.optimizer.param_groups[0]["lr"]
+            self._log_curve("train", **means)
+            self.interval_sums, self.interval_count = {}, 0
+
+    def _add_outputs(self, ids, hyps, refs, stuck=None):
+        stuck = stuck or [False] * len(hyps)
+        self.outputs.extend(
+            {"id": i, "hypothesis": h, "reference": r, "stuck": k}
+            for i, h, r, k in zip(ids, hyps, refs, stuck)
+        )
+
+    def _score_outputs(self):
+        metrics, self.signatures = score_outputs("asr", self.outputs)
+        return metrics
+
+    @main_process_only
+    def _write_outputs(self, kind, system, metrics, decoding, setting=None):
+        """Decoded outputs (TSV) and the result file (``results.make_result`` schema) of the
+        split ``self.test_name``, written as ``results/<split>.json``."""
+        folder = self.hparams.output_folder
+        lines = ["ID\thypothesis\treference"]
+        lines += [f"{o['id']}\t{o['hypothesis']}\t{o['reference']}" for o in self.outputs]
+        atomic_write_text(
+            os.path.join(folder, "decode", f"{self.test_name}.{kind}.tsv"), "\n".join(lines) + "\n"
+        )
+        result = make_result(
+            getattr(self.hparams, "system_name", None) or system,
+            getattr(self.hparams, "dataset", "LibriSpeech"),
+            self.test_name,
+            "asr",
+            metrics,
+            self.outputs,
+            seed=getattr(self.hparams, "seed", None),
+            setting=setting,
+            llm=_as_str(getattr(self.hparams, "llm_source", None)),
+            target_lang="en",
+            signatures=self.signatures,
+            decoding=decoding,
+        )
+        write_result(os.path.join(folder, "results", f"{self.test_name}.json"), result)
+
+    @main_process_only
+    def _log_curve(self, split, **metrics):
+        self.curve.add(self.optimizer_step, split, **metrics)
+
+    @main_process_only
+    def _end_valid(self, stage_stats, epoch):
+        self.curve.add(self.optimizer_step, "valid", **stage_stats)
+        self.curve.plot(
+            os.path.join(self.hparams.output_folder, "learning_curve.png"),
+            title=self.__class__.__name__,
+        )
