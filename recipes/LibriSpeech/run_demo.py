@@ -174,7 +174,7 @@ def main(argv=None):
     print(markdown_tables(results, metrics=["wer", "cer", "stuck_pct", "verbose_pct"]).strip())
     print()
     print(
-        f"Report again: python -m speechmapper_plugin.evaluation.tables {stage1_folder}/results {stage2_folder}/results"
+        f"Report again: python -m speechmapper_plugin.evaluation.report {stage1_folder}/results {stage2_folder}/results"
     )
     print()
     print(f"stage-1 nearest-embedding WER (held-out): {s1['metrics']['wer']:.1f}%")

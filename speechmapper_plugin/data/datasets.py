@@ -1,9 +1,11 @@
-"""Data I/O shared by every recipe: atomic manifest writing, SpeechBrain datasets that read
-cached SFM features and tokenize targets for the frozen LLM, and loader options (dynamic
-batching, fixed-size random sampling for the 1K-step stage 2).
+"""SpeechBrain datasets of every stage: cached SFM features with targets tokenized for the
+frozen LLM (``load_asr_dataset``: stage 1 and the task-agnostic stage 2), task prompts and
+targets (``load_stage2_dataset``: task-specific stage 2, IWSLT25 stages A and C), text-only
+instruction data (``load_text_dataset``: IWSLT25 stage B), test sets of every task
+(``load_eval_dataset``), and ``dataio_prepare`` for the LibriSpeech stage recipes.
 
 Dataset recipes differ only in their preparation script (which writes the CSV manifests) and
-their hparams; everything from the manifests on is here.
+their hparams; everything from the manifests on is here and in ``manifests`` / ``samplers``.
 
 Authors
 -------
@@ -272,6 +274,7 @@ def load_text_dataset(sources, prompt_kwargs=None):
     Example
     -------
     >>> import tempfile
+    >>> from speechmapper_plugin.data.manifests import write_csv
     >>> p = os.path.join(tempfile.mkdtemp(), "st.csv")
     >>> write_csv(p, [{"ID": "a", "transcript": "Hello.", "tgt": "Hallo.", "tgt_lang": "de"}],
     ...           ["ID", "transcript", "tgt", "tgt_lang"])

@@ -222,7 +222,7 @@ def fluent_answers(
     Example
     -------
     >>> import tempfile
-    >>> from speechmapper_plugin.data.datasets import write_csv
+    >>> from speechmapper_plugin.data.manifests import write_csv
     >>> folder = tempfile.mkdtemp()
     >>> rows = [{"ID": "q1", "question": "When was it built?", "tgt": "1889", "tgt_lang": "en",
     ...          "context": "It was built in 1889."},

@@ -357,7 +357,7 @@ def resynthesize_sqa(
     Example
     -------
     >>> import tempfile
-    >>> from speechmapper_plugin.data.datasets import read_manifest, write_csv
+    >>> from speechmapper_plugin.data.manifests import read_manifest, write_csv
     >>> folder = tempfile.mkdtemp()
     >>> src, out = os.path.join(folder, "sqa.csv"), os.path.join(folder, "tts.csv")
     >>> write_csv(src, [{"ID": "q1", "audio_id": "p1", "context": "Ann came. She sat."},

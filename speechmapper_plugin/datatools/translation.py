@@ -479,7 +479,7 @@ def translate_manifest(
     Example
     -------
     >>> import os, tempfile
-    >>> from speechmapper_plugin.data.datasets import write_csv
+    >>> from speechmapper_plugin.data.manifests import write_csv
     >>> folder = tempfile.mkdtemp()
     >>> src, out = os.path.join(folder, "in.csv"), os.path.join(folder, "out.csv")
     >>> write_csv(src, [{"ID": "q1", "question": "Who?", "tgt": "Ann ||| Anna",

@@ -71,7 +71,7 @@ def manifest_rows(path):
     Example
     -------
     >>> import tempfile
-    >>> from speechmapper_plugin.data.datasets import write_csv
+    >>> from speechmapper_plugin.data.manifests import write_csv
     >>> p = os.path.join(tempfile.mkdtemp(), "m.csv")
     >>> write_csv(p, [{"ID": "a", "spk_id": "t1"}], ["ID", "spk_id"])
     >>> manifest_rows(p)

@@ -16,7 +16,7 @@ comparable with the paper's (Sec. 3 "Inference and evaluation", App. B):
   the ``13a`` tokenizer, or ``zh`` for Chinese targets; the signature string is returned so
   that a score can be reproduced (the paper quotes
   ``nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp``).
-- **COMET** (:class:`CometScorer`, :func:`comet_score`): ``Unbabel/wmt22-comet-da`` through
+- **COMET** (``comet.CometScorer``, ``comet.comet_score``): ``Unbabel/wmt22-comet-da`` through
   ``unbabel-comet``; as in the paper the source is the reference *transcription* and scores
   are multiplied by 100. The model is a hub id or a local checkpoint (config key
   ``comet_model``); a model missing offline raises :class:`CometModelUnavailableError`,

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 def _parser():
     parser = argparse.ArgumentParser(
-        prog="python -m speechmapper_plugin.evaluation.tables",
+        prog="python -m speechmapper_plugin.evaluation.report",
         description="Aggregate result files over seeds into Markdown tables (papers' layout) "
         "and, optionally, Hugging Face model-index metadata.",
     )
@@ -73,7 +73,7 @@ def _parser():
 
 
 def main(argv=None):
-    """Command line: ``python -m speechmapper_plugin.evaluation.tables RESULTS... [options]``.
+    """Command line: ``python -m speechmapper_plugin.evaluation.report RESULTS... [options]``.
 
     Prints the Markdown tables to stdout, writes them atomically to ``--output`` and, with
     ``--model-index FILE --model-name NAME [--system SYSTEM]``, writes the model-card front

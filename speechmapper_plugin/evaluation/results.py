@@ -3,7 +3,7 @@
 Each file holds every metric of one evaluation run, the metric signatures (sacreBLEU, COMET
 model, judge, ...), the decoding settings and the decoded outputs, so that tables can be
 rebuilt, seeds averaged and outputs inspected long after the run. The layout is versioned by
-the ``"schema"`` key (:data:`SCHEMA`); ``speechmapper_plugin.evaluation.tables`` turns a set of result
+the ``"schema"`` key (:data:`SCHEMA`); ``speechmapper_plugin.evaluation.report`` turns a set of result
 files into the papers' tables and a Hugging Face ``model-index``.
 
 Fields::

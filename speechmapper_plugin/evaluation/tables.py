@@ -1,5 +1,5 @@
-"""The ``report`` entry point: result files -> seed-averaged Markdown tables in the papers'
-layout, and Hugging Face ``model-index`` metadata for a model card.
+"""Result files -> seed-averaged Markdown tables in the papers' layouts (the ``report``
+command line is ``evaluation.report``; the model-index metadata is ``evaluation.model_index``).
 
 Tables have one row per system and one column per test set, as in the SpeechMapper paper:
 ASR cells ``WER / CER`` (Table 8), one ST table per metric (COMET, BLEU) with columns
@@ -10,7 +10,7 @@ evaluated on that test set.
 
 Usage::
 
-    python -m speechmapper_plugin.evaluation.tables results/ --output report.md \\
+    python -m speechmapper_plugin.evaluation.report results/ --output report.md \\
         --model-index README_meta.md --model-name my-speechmapper --system "Stage 2 [ST CE]"
 
 ``--layout iwslt25`` prints instead the IWSLT 2025 talk's table (rows: text-only Llama, text

@@ -136,7 +136,9 @@ def extract_to_cache(
 
     Example
     -------
-    >>> import numpy as np, soundfile, tempfile
+    >>> import numpy as np, soundfile, tempfile, torch
+    >>> from speechmapper_plugin.features.cache import FeatureCache
+    >>> from speechmapper_plugin.features.front_ends import FbankFrontend
     >>> tmp = tempfile.TemporaryDirectory()
     >>> wav = os.path.join(tmp.name, "a.wav")
     >>> soundfile.write(wav, np.zeros(16000, dtype="float32"), 16000)

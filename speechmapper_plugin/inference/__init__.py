@@ -1,0 +1,13 @@
+"""Using a trained model (top layer).
+
+- ``pretrained``: ``SpeechMapperLLM`` (a ``speechbrain.inference.Pretrained`` interface) and
+  ``load_model``.
+- ``export``: publishing a training folder as a self-contained model folder.
+- ``folders``: reading training and published folders (kind, best checkpoint, cache config).
+- ``cli``: the ``speechmapper`` console command.
+"""
+
+from speechmapper_plugin.inference.export import export_model
+from speechmapper_plugin.inference.pretrained import SpeechMapperLLM, load_model
+
+__all__ = ["SpeechMapperLLM", "export_model", "load_model"]

@@ -6,7 +6,7 @@
     speechmapper translate a.flac --model MODEL --lang de
     speechmapper ask a.flac --model MODEL --question "Who is speaking?"
     speechmapper export TRAIN_FOLDER OUT_FOLDER [--feature-config CACHE] [--set KEY=VALUE]
-    speechmapper report ...            (forwarded to speechmapper_plugin.evaluation.tables)
+    speechmapper report ...            (forwarded to speechmapper_plugin.evaluation.report)
 
 ``MODEL`` is a published folder, a training output folder (exported on the fly to
 ``--savedir``, default ``<folder>/published``) or a hub id. Answers are printed one line per
@@ -102,7 +102,7 @@ def build_parser():
     )
 
     sub = commands.add_parser(
-        "report", help="evaluation report (speechmapper_plugin.evaluation.tables)"
+        "report", help="evaluation report (speechmapper_plugin.evaluation.report)"
     )
     sub.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the report command")
     return parser
@@ -186,7 +186,7 @@ def _run_export(args):
 
 def _run_report(argv):
     try:
-        from speechmapper_plugin import report
+        from speechmapper_plugin.evaluation import report
     except ImportError as err:
         print(
             f"speechmapper: error: the report command is not available ({err}).",

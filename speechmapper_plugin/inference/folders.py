@@ -25,7 +25,9 @@ EXPORT_INFO = "export.json"
 
 
 DEFAULT_TEMPLATE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hparams", "inference.yaml"
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "hparams",
+    "inference.yaml",
 )
 
 
@@ -126,7 +128,7 @@ def find_best_checkpoint(save_folder, min_key):
 
     Example
     -------
-    >>> import tempfile
+    >>> import tempfile, torch
     >>> from speechbrain.utils.checkpoints import Checkpointer
     >>> save = tempfile.mkdtemp()
     >>> layer = torch.nn.Linear(2, 2)

@@ -1,23 +1,13 @@
-"""The frozen LLM side of SpeechMapper.
-
-Stage 1 (paper Sec. 2.2) needs only the LLM's *input-embedding table*: the projector output
-[B, T, D] is regressed onto the embeddings of the transcript tokens followed by the
-embedding of a reserved pad token up to length T. :func:`load_input_embeddings` reads that
-single tensor from the checkpoint's safetensors (for a hub id it downloads only the config,
-the tokenizer, the shard index and the one shard holding the embeddings: for
-Llama-3.1-8B-Instruct the 128256 x 4096 bf16 table, ~1 GB, out of a 16 GB checkpoint), and
-:class:`EmbeddingTable` builds the padded targets and decodes projector outputs back to text
-by nearest-embedding search (the stage-1 WER diagnostic, no LLM forward).
-
-Stage 2 (Sec. 2.3) plugs the projector into the frozen LLM: :class:`FrozenLLM` splices the
-projector output into the chat prompt at a placeholder, computes the cross-entropy on the
-answer tokens, and decodes with batched greedy search (150 new tokens by default, Sec. 3).
-
-Models are given either as a Hugging Face hub id (e.g. ``meta-llama/Llama-3.1-8B-Instruct``,
-``utter-project/EuroLLM-9B-Instruct``) or as a local folder (see :func:`resolve_source`).
+"""The frozen LLM of stage 2 (paper Sec. 2.3): ``FrozenLLM`` loads a causal LLM by hub id
+(e.g. ``meta-llama/Llama-3.1-8B-Instruct``, ``utter-project/EuroLLM-9B-Instruct``) or local
+folder, splices projector outputs into its chat prompt at a placeholder
+(``build_inputs``) and computes the cross-entropy on the answer tokens (``forward``, the CE
+of eq. 3). Greedy decoding comes from ``generation.GreedyGeneration``; stage 1 needs only the
+embedding table (``embeddings.EmbeddingTable``), never this class.
 
 Authors
- * SpeechMapper plugin contributors
+-------
+speechmapper developers, 2026
 """
 
 import inspect
@@ -27,6 +17,7 @@ import logging
 import torch
 
 from speechmapper_plugin.models.embeddings import EmbeddingTable, speech_lengths
+from speechmapper_plugin.models.generation import GreedyGeneration
 from speechmapper_plugin.models.hub import (
     MODEL_FILE_PATTERNS,
     SAFETENSORS_INDEX,
@@ -86,7 +77,7 @@ def _check_model_files(folder, source):
         )
 
 
-class FrozenLLM(torch.nn.Module):
+class FrozenLLM(GreedyGeneration, torch.nn.Module):
     """A frozen causal LLM fed with projector outputs spliced into its chat prompt.
 
     The model is loaded with ``AutoModelForCausalLM`` / ``AutoTokenizer`` from a hub id or a
@@ -492,182 +483,3 @@ class FrozenLLM(torch.nn.Module):
             result["logits"] = logits
             result["labels"] = labels
         return result
-
-    def generate(
-        self,
-        speech,
-        speech_lens,
-        prompts,
-        max_new_tokens=150,
-        assistant_prefix="",
-        batch_size=None,
-        guard=None,
-    ):
-        """Batched greedy decoding (left padding, attention mask, KV cache) to text.
-
-        Decoding stops on the model's eos ids (generation config, tokenizer eos and the
-        end-of-turn token). The model's sampling defaults are ignored: it is pure greedy search.
-
-        Arguments
-        ---------
-        speech : torch.Tensor
-            [B, T, D] projector outputs.
-        speech_lens : torch.Tensor
-            [B] relative lengths.
-        prompts : list of str or str
-            User messages with one placeholder.
-        max_new_tokens : int
-            Maximum number of generated tokens (paper: 150).
-        assistant_prefix : str
-            Text forced at the start of the answer (not part of the returned text).
-        batch_size : int, optional
-            Decode in sub-batches of this size (default: the whole batch).
-        guard : decoding.RepetitionGuard, optional
-            Stops (and trims) generations stuck on a repeated n-gram.
-
-        Returns
-        -------
-        list of str
-            The generated answers (special tokens skipped, stripped).
-        """
-        return self.decode_ids(
-            self.generate_ids(
-                speech,
-                speech_lens,
-                prompts,
-                max_new_tokens=max_new_tokens,
-                assistant_prefix=assistant_prefix,
-                batch_size=batch_size,
-                guard=guard,
-            )
-        )
-
-    def decode_ids(self, sequences):
-        """Texts of generated id sequences (special tokens skipped, stripped).
-
-        Arguments
-        ---------
-        sequences : list of list of int
-            Output of :meth:`generate_ids`.
-
-        Returns
-        -------
-        list of str
-            The texts.
-        """
-        return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in sequences]
-
-    def generate_text(self, prompts, max_new_tokens=150, assistant_prefix="", batch_size=None):
-        """Batched greedy answers to text-only user prompts (cascades, LLM judges).
-
-        Arguments
-        ---------
-        prompts : list of str
-            User messages without the speech placeholder.
-        max_new_tokens : int
-            Maximum number of generated tokens.
-        assistant_prefix : str
-            Text forced at the start of the answer.
-        batch_size : int, optional
-            Decode in sub-batches of this size.
-
-        Returns
-        -------
-        list of str
-            The generated answers.
-        """
-        return self.decode_ids(
-            self.generate_ids(
-                None,
-                None,
-                prompts,
-                max_new_tokens=max_new_tokens,
-                assistant_prefix=assistant_prefix,
-                batch_size=batch_size,
-            )
-        )
-
-    @torch.no_grad()
-    def generate_ids(
-        self,
-        speech,
-        speech_lens,
-        prompts,
-        max_new_tokens=150,
-        assistant_prefix="",
-        batch_size=None,
-        guard=None,
-    ):
-        """Like :meth:`generate`, but returns the generated token ids (eos excluded).
-
-        Arguments
-        ---------
-        speech : torch.Tensor or None
-            [B, T, D] projector outputs (None: text-only prompts).
-        speech_lens : torch.Tensor or None
-            [B] relative lengths.
-        prompts : list of str or str
-            User messages with one placeholder.
-        max_new_tokens : int
-            Maximum number of generated tokens.
-        assistant_prefix : str
-            Text forced at the start of the answer.
-        batch_size : int, optional
-            Decode in sub-batches of this size.
-        guard : decoding.RepetitionGuard, optional
-            Stops a sequence that ends with a repeated n-gram and trims it to one copy.
-
-        Returns
-        -------
-        list of list of int
-            The generated ids of each utterance, cut before the first eos id.
-        """
-        from transformers import GenerationConfig, StoppingCriteriaList
-
-        if speech is None:
-            prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-            batch = len(prompts)
-        else:
-            batch = speech.shape[0]
-            prompts = [prompts] * batch if isinstance(prompts, str) else list(prompts)
-            speech_lens = torch.as_tensor(speech_lens)
-        if len(prompts) != batch:
-            raise ValueError(f"Got {len(prompts)} prompts for a batch of {batch}.")
-        step = batch if not batch_size else int(batch_size)
-        config = GenerationConfig(
-            max_new_tokens=int(max_new_tokens),
-            do_sample=False,
-            num_beams=1,
-            eos_token_id=list(self.eos_ids),
-            pad_token_id=self.pad_id,
-            bos_token_id=self.tokenizer.bos_token_id,
-        )
-        kwargs = {"generation_config": config}
-        if "use_model_defaults" in inspect.signature(self.model.generate).parameters:
-            kwargs["use_model_defaults"] = False
-        if guard is not None:
-            kwargs["stopping_criteria"] = StoppingCriteriaList([guard])
-        results = []
-        for first in range(0, batch, step):
-            part = slice(first, first + step)
-            inputs = self.build_inputs(
-                None if speech is None else speech[part],
-                None if speech is None else speech_lens[part],
-                prompts[part],
-                assistant_prefix=assistant_prefix,
-                padding_side="left",
-            )
-            output = self.model.generate(
-                inputs_embeds=inputs["inputs_embeds"],
-                attention_mask=inputs["attention_mask"],
-                **kwargs,
-            )
-            for row in output.tolist():
-                cut = next((i for i, tok in enumerate(row) if tok in self.eos_ids), len(row))
-                row = row[:cut]
-                if guard is not None:  # a guarded row was padded after its stop
-                    while row and row[-1] == self.pad_id:
-                        row.pop()
-                    row = guard.trim(row)
-                results.append(row)
-        return results

@@ -13,6 +13,49 @@ import json
 
 import yaml
 
+# The recipe YAML files (under hparams/) that each section of hparams/tiny.yaml overrides.
+_DATASETS = [
+    "ACL6060",
+    "CoVoST2",
+    "CommonVoice",
+    "EuroParlST",
+    "FLEURS",
+    "LibriSQA",
+    "SpokenSQuAD",
+    "VoxPopuli",
+]
+
+
+_TASK_STAGE2 = [
+    "CoVoST2/stage2_st.yaml",
+    "EuroParlST/stage2_st.yaml",
+    "LibriSQA/stage2_sqa.yaml",
+    "SpokenSQuAD/stage2_sqa.yaml",
+]
+
+
+SECTION_TARGETS = {
+    "features": ["features.yaml"] + [f"{d}/features.yaml" for d in _DATASETS],
+    "projector": ["stage1.yaml", "stage2.yaml", "evaluate.yaml"]
+    + [f"{d}/evaluate.yaml" for d in _DATASETS]
+    + _TASK_STAGE2,
+    "both_stages": ["stage1.yaml", "stage2.yaml"],
+    "stage1": ["stage1.yaml"],
+    "stage2": ["stage2.yaml"],
+    "stage2_task": _TASK_STAGE2,
+    "evaluate": ["evaluate.yaml"] + [f"{d}/evaluate.yaml" for d in _DATASETS],
+    "iwslt_lora": ["IWSLT25/stage_b_lora.yaml"],
+    "iwslt_multitask": [
+        f"IWSLT25/{name}.yaml"
+        for name in (
+            "stage_a1_projector",
+            "stage_a2_projector",
+            "stage_a_speechmapper",
+            "stage_c_fusion",
+        )
+    ],
+}
+
 
 def format_override(key, value):
     """One ``--key=value`` argument that hyperpyyaml reads back as exactly ``value``.

@@ -1,0 +1,9 @@
+"""Helpers with no dependency on the rest of the package: atomic file writes (``files``),
+hparams loading and device resolution (``hparams``), MMS-style text normalization (``text``)
+and imports that keep the logging set-up (``imports``)."""
+
+from speechmapper_plugin.utils.files import atomic_write_text, write_json
+from speechmapper_plugin.utils.hparams import load_hparams, resolve_device
+from speechmapper_plugin.utils.text import normalize_text
+
+__all__ = ["atomic_write_text", "write_json", "load_hparams", "resolve_device", "normalize_text"]

@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 from recipe_runs import PRESET, run_recipe
 
-from speechmapper_plugin import brains
 from speechmapper_plugin.evaluation.results import load_results
 from speechmapper_plugin.features.cache import FeatureCache
 from speechmapper_plugin.tiny.preset import preset_overrides
+from speechmapper_plugin.training import stage2
 
 # mini-corpus split -> (Spoken-SQuAD split, JSON file, sentence-wav folder)
 SPLITS = {
@@ -113,15 +113,15 @@ def _stage2_args(tiny, spokensquad, stage1_run, **extra):
 def test_spokensquad_task_specific_stage2(tiny, spokensquad, stage1_run, monkeypatch):
     # The task(s) and CE loss of every training batch, observed where the batches are consumed.
     trained = []
-    forward = brains.Stage2Brain.compute_forward
+    forward = stage2.Stage2Brain.compute_forward
 
     def recording_forward(self, batch, stage):
         outputs = forward(self, batch, stage)
-        if stage == brains.sb.Stage.TRAIN:
+        if stage == stage2.sb.Stage.TRAIN:
             trained.append((set(batch.task), float(outputs[2].detach())))
         return outputs
 
-    monkeypatch.setattr(brains.Stage2Brain, "compute_forward", recording_forward)
+    monkeypatch.setattr(stage2.Stage2Brain, "compute_forward", recording_forward)
 
     out = tiny["root"] / "stage2_sqa"
     run_recipe(

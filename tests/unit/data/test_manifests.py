@@ -1,0 +1,48 @@
+"""Tests of ``speechmapper_plugin.data.manifests`` (manifests)."""
+
+import os
+
+import pytest
+from speechbrain.dataio.dataio import load_data_csv
+
+from speechmapper_plugin.data.manifests import manifest_path, write_csv
+
+
+def test_write_csv_content_and_read_back(tmp_path):
+    path = tmp_path / "deep" / "x.csv"
+    rows = [
+        {"ID": "a", "duration": 1.5, "wrd": "hello, world", "extra": "ignored"},
+        {"ID": "b", "duration": 2, "wrd": 'say "hi"'},
+    ]
+    write_csv(str(path), rows, ["ID", "duration", "wrd"])
+    assert path.read_text(encoding="utf-8").splitlines() == [
+        "ID,duration,wrd",
+        'a,1.5,"hello, world"',
+        'b,2,"say ""hi"""',
+    ]
+    loaded = load_data_csv(str(path))
+    assert loaded["a"]["wrd"] == "hello, world" and loaded["b"]["wrd"] == 'say "hi"'
+    assert loaded["a"]["duration"] == 1.5
+    assert os.listdir(path.parent) == ["x.csv"]  # no temporary file left behind
+
+
+def test_write_csv_replaces_atomically_and_keeps_the_old_file_on_error(tmp_path):
+    path = tmp_path / "x.csv"
+    write_csv(str(path), [{"ID": "a", "n": 1}], ["ID", "n"])
+    inode = path.stat().st_ino
+    write_csv(str(path), [{"ID": "b", "n": 2}], ["ID", "n"])
+    assert path.read_text() == "ID,n\nb,2\n"
+    assert path.stat().st_ino != inode  # a new file renamed over the old one
+    with pytest.raises(KeyError):
+        write_csv(str(path), [{"ID": "c", "n": 3}, {"ID": "d"}], ["ID", "n"])
+    assert path.read_text() == "ID,n\nb,2\n"
+    assert os.listdir(tmp_path) == ["x.csv"]
+
+
+def test_write_csv_requires_id_first(tmp_path):
+    with pytest.raises(ValueError, match="first column must be 'ID'"):
+        write_csv(str(tmp_path / "x.csv"), [], ["duration", "ID"])
+
+
+def test_manifest_path():
+    assert manifest_path("/m", "dev-clean") == os.path.join("/m", "dev-clean.csv")
