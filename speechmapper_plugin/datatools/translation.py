@@ -456,7 +456,7 @@ def translate_manifest(
     languages : list of str
         Target ISO 639-1 codes (e.g. ``["de", "it", "zh"]``).
     translator : SeamlessTranslator or object with ``translate(texts, src_lang, tgt_lang)``
-    scorer : metrics.CometScorer or object with ``score(sources, hypotheses, references)``
+    scorer : comet.CometScorer or object with ``score(sources, hypotheses, references)``
     columns : list of str
         Columns to translate in place, or ``source:destination`` (:func:`parse_columns`).
     threshold : float

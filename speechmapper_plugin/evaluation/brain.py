@@ -13,7 +13,7 @@ import speechbrain as sb
 import torch
 
 from speechmapper_plugin.evaluation.decoding import is_stuck
-from speechmapper_plugin.evaluation.results import _as_str, make_result, write_result
+from speechmapper_plugin.evaluation.results import make_result, write_result
 from speechmapper_plugin.evaluation.scoring import score_outputs
 
 logger = logging.getLogger(__name__)
@@ -139,6 +139,7 @@ class EvalBrain(sb.Brain):
 
         hp = self.hparams
         guard = hp.repetition_guard
+        hp_lora = getattr(hp, "lora_adapter", None)
         metrics, signatures = score_outputs(
             hp.task,
             self.outputs,
@@ -156,7 +157,7 @@ class EvalBrain(sb.Brain):
             self.outputs,
             seed=hp.seed,
             setting=getattr(hp, "setting", None),
-            llm=_as_str(getattr(hp, "llm_source", None)),
+            llm=getattr(hp, "llm_source", None),
             target_lang=langs.pop() if len(langs) == 1 else None,
             signatures=signatures,
             decoding={
@@ -165,7 +166,7 @@ class EvalBrain(sb.Brain):
                 "assistant_prefix": hp.assistant_prefix,
                 "example_prompt": self._example_prompt(),
                 "repetition_guard": guard is not None,
-                "lora_adapter": _as_str(getattr(hp, "lora_adapter", None)),
+                "lora_adapter": None if hp_lora is None else str(hp_lora),
             },
         )
         if sb.utils.distributed.if_main_process():

@@ -125,8 +125,8 @@ def make_result(
         Training/decoding seed; results differing only by seed are averaged by the report.
     setting : str, optional
         One of ``"topline"``, ``"baseline"``, ``"zero-shot"``, ``"in-domain"``.
-    llm : str, optional
-        Hub id or path of the LLM backbone.
+    llm : str or os.PathLike, optional
+        Hub id or path of the LLM backbone (stored as a string).
     source_lang : str
         Language of the speech.
     target_lang : str, optional
@@ -155,7 +155,7 @@ def make_result(
         "schema": SCHEMA,
         "system": system,
         "setting": setting,
-        "llm": llm,
+        "llm": None if llm is None else str(llm),
         "dataset": dataset,
         "split": split,
         "task": task,
@@ -492,7 +492,3 @@ def load_results(paths):
         skipped,
     )
     return results
-
-
-def _as_str(value):
-    return None if value is None else str(value)

@@ -41,7 +41,7 @@ def score_outputs(task, outputs, comet=None, judges=None, guarded=0, lid_seed=0)
         One per utterance: ``id``, ``hypothesis``, ``reference`` (SQA: answers joined with
         ``manifests.ANSWER_SEPARATOR``), ``source`` (reference transcription), ``tgt_lang``,
         ``question``, ``context``, ``stuck`` (bool).
-    comet : metrics.CometScorer, optional
+    comet : comet.CometScorer, optional
         Scores ST outputs when given.
     judges : list of str, optional
         Judge LLMs (hub ids or folders) for SQA (``judge.judge_answers``).

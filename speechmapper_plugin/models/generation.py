@@ -57,7 +57,7 @@ class GreedyGeneration:
             Text forced at the start of the answer (not part of the returned text).
         batch_size : int, optional
             Decode in sub-batches of this size (default: the whole batch).
-        guard : decoding.RepetitionGuard, optional
+        guard : evaluation.decoding.RepetitionGuard, optional
             Stops (and trims) generations stuck on a repeated n-gram.
 
         Returns
@@ -149,7 +149,7 @@ class GreedyGeneration:
             Text forced at the start of the answer.
         batch_size : int, optional
             Decode in sub-batches of this size.
-        guard : decoding.RepetitionGuard, optional
+        guard : evaluation.decoding.RepetitionGuard, optional
             Stops a sequence that ends with a repeated n-gram and trims it to one copy.
 
         Returns

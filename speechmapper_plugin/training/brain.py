@@ -13,7 +13,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import main_process_only
 
-from speechmapper_plugin.evaluation.results import _as_str, make_result, write_result
+from speechmapper_plugin.evaluation.results import make_result, write_result
 from speechmapper_plugin.evaluation.scoring import score_outputs
 from speechmapper_plugin.training.curves import CurveLog
 from speechmapper_plugin.utils.files import atomic_write_text
@@ -117,7 +117,7 @@ class _SpeechMapperBrain(sb.Brain):
             self.outputs,
             seed=getattr(self.hparams, "seed", None),
             setting=setting,
-            llm=_as_str(getattr(self.hparams, "llm_source", None)),
+            llm=getattr(self.hparams, "llm_source", None),
             target_lang="en",
             signatures=self.signatures,
             decoding=decoding,
