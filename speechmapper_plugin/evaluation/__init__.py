@@ -7,6 +7,8 @@
 - ``results``: the result-file schema; ``tables`` and ``model_index``: the papers' tables and
   the model card's metadata; ``report``: their command line.
 - ``iwslt_scoring`` with ``talk_metrics`` and ``bertscore``: the IWSLT 2025 official scoring.
+- ``noise_injection`` (App. A.3, Algorithm 1: noisy transcript embeddings through the LLM, the
+  embedding error threshold) and ``noise_table`` (Table 6).
 """
 
 from speechmapper_plugin.evaluation.brain import EvalBrain

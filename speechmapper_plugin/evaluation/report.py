@@ -3,6 +3,7 @@ Hugging Face model-index metadata::
 
     python -m speechmapper_plugin.evaluation.report results/ --output report.md \
         --model-index model_card_meta.md --model-name my-speechmapper
+    python -m speechmapper_plugin.evaluation.report results/noise_injection --layout noise
 
 Authors
 -------
@@ -14,6 +15,7 @@ import logging
 import sys
 
 from speechmapper_plugin.evaluation.model_index import model_card_metadata, model_index
+from speechmapper_plugin.evaluation.noise_table import noise_tables
 from speechmapper_plugin.evaluation.results import load_results
 from speechmapper_plugin.evaluation.tables import IWSLT25_DATASETS, iwslt25_tables, markdown_tables
 from speechmapper_plugin.utils.files import atomic_write_text
@@ -42,10 +44,17 @@ def _parser():
     parser.add_argument("--decimals", type=int, help="fixed number of decimals in cells")
     parser.add_argument(
         "--layout",
-        choices=("papers", "iwslt25"),
+        choices=("papers", "iwslt25", "noise"),
         default="papers",
         help="papers: one table per task and metric (default); iwslt25: the IWSLT 2025 talk's "
-        "table (ASR WER | BLEU | COMET | SQA per language) and its official-metrics table",
+        "table (ASR WER | BLEU | COMET | SQA per language) and its official-metrics table; "
+        "noise: Table 6 of the SpeechMapper paper (noise-injection WER per degree and the EET)",
+    )
+    parser.add_argument(
+        "--eet-margin",
+        type=float,
+        help="--layout noise: WER points above the clean WER still tolerated by the EET "
+        "(default: the eet_margin the results were written with)",
     )
     parser.add_argument(
         "--system-order",
@@ -105,10 +114,12 @@ def main(argv=None):
         parser.error("--model-index needs --model-name (the model's name on the card).")
     if (args.model_name or args.system) and not args.model_index:
         parser.error("--model-name/--system only apply with --model-index FILE.")
-    if args.layout == "iwslt25" and (args.metrics or args.sort_by_setting):
+    if args.layout != "papers" and (args.metrics or args.sort_by_setting):
         parser.error("--metrics/--sort-by-setting apply to --layout papers only.")
-    if args.layout == "papers" and (args.system_order or args.splits or args.datasets):
+    if args.layout != "iwslt25" and (args.system_order or args.splits or args.datasets):
         parser.error("--system-order/--splits/--datasets apply to --layout iwslt25 only.")
+    if args.layout != "noise" and args.eet_margin is not None:
+        parser.error("--eet-margin applies to --layout noise only.")
     datasets = dict(IWSLT25_DATASETS)
     for item in args.datasets or ():
         task, _, name = item.partition("=")
@@ -124,7 +135,9 @@ def main(argv=None):
             raise ValueError(
                 f"no result files (JSON with a 'schema' key) found in: {' '.join(args.results)}"
             )
-        if args.layout == "iwslt25":
+        if args.layout == "noise":
+            text = noise_tables(results, decimals=args.decimals, eet_margin=args.eet_margin)
+        elif args.layout == "iwslt25":
             text = iwslt25_tables(
                 results,
                 system_order=args.system_order,

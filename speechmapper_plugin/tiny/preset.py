@@ -42,6 +42,7 @@ SECTION_TARGETS = {
     "both_stages": ["stage1.yaml", "stage2.yaml"],
     "stage1": ["stage1.yaml"],
     "stage2": ["stage2.yaml"],
+    "noise_injection": ["noise_injection.yaml"],
     "stage2_task": _TASK_STAGE2,
     "evaluate": ["evaluate.yaml"] + [f"{d}/evaluate.yaml" for d in _DATASETS],
     "iwslt_lora": ["IWSLT25/stage_b_lora.yaml"],
