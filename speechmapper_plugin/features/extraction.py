@@ -78,8 +78,9 @@ def plan_batches(lengths, max_length):
     that starts with an utterance of ``L`` samples takes the next ``max(1, max_length // L)``
     ones, so its padded size ``count * L`` stays within ``max_length`` and a long utterance
     never pads short ones up to its length (one longer than ``max_length`` is alone). The plan
-    depends only on the lengths: re-planning the utterances left after some whole batches
-    were done gives the same remaining batches.
+    depends only on the lengths, and re-planning any set of its whole batches (what a
+    resumed run has left: the batches after an interruption, those of a damaged shard) gives
+    back the same batches.
 
     Arguments
     ---------
