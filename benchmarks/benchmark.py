@@ -211,7 +211,10 @@ def parse_args(argv=None):
     )
     parser.add_argument("--extract-utterances", type=int, default=64, help="Utterances to extract.")
     parser.add_argument(
-        "--extract-batch", type=int, default=16, help="Utterances per encoder call."
+        "--extract-batch-seconds",
+        type=float,
+        default=200.0,
+        help="Padded audio seconds per encoder call (recipes: extract_batch_seconds).",
     )
     parser.add_argument(
         "--utterance-seconds",
@@ -261,7 +264,6 @@ def parse_args(argv=None):
         "grad_accum",
         "s2_steps",
         "extract_utterances",
-        "extract_batch",
         "cache_utterances",
         "decode_utterances",
         "decode_batch",
@@ -276,6 +278,8 @@ def parse_args(argv=None):
         parser.error("--num-workers must be >= 0")
     if args.utterance_seconds <= 0:
         parser.error("--utterance-seconds must be positive")
+    if args.extract_batch_seconds <= 0:
+        parser.error("--extract-batch-seconds must be positive")
     if not 0.0 <= args.sigma <= 1.0:
         parser.error("--sigma must lie in [0, 1]")
     return args
@@ -307,7 +311,7 @@ def main(argv=None):
         args.s2_batch, args.s2_seconds, args.grad_accum = 2, 4.0, 2
         args.prompt_tokens, args.answer_tokens = 9, 5
         args.extract_utterances = min(args.extract_utterances, 4)
-        args.extract_batch = min(args.extract_batch, 2)
+        args.extract_batch_seconds = min(args.extract_batch_seconds, 6.0)
         args.utterance_seconds = min(args.utterance_seconds, 3.0)
         args.cache_utterances = min(args.cache_utterances, 40)
         args.num_workers = min(args.num_workers, 1)

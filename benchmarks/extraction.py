@@ -6,11 +6,14 @@ loaded by the recipes' own :class:`speechmapper_plugin.features.seamless.Seamles
 (layer 24, ``--sfm-dtype``; random weights cost the same as trained ones). Synthetic 16 kHz
 FLAC files of LibriSpeech-like durations are then extracted by
 :func:`speechmapper_plugin.features.extraction.extract_to_cache`, the function ``extract_features.py``
-runs: audio decoding, the model's fbank front-end (CPU), the encoder, averaging every 2
-frames and the fp16 cache writes, with ``--num-workers`` processes reading the audio and
-computing the fbank beside the encoder (``extract_features.py``: ``extract_num_workers``). Reported: end-to-end seconds of audio per second and the
-projected time for LibriSpeech-960, plus the front-end and the encoder measured apart on the
-same audio (which one bounds the pipeline) and the encoder's model FLOPs utilization.
+runs: audio decoding, the model's fbank front-end (``hf``: CPU, in the workers;
+``torchaudio``: batched on the device), the encoder in batches of at most
+``--extract-batch-seconds`` of padded audio, averaging every 2 frames and the fp16 cache
+writes, with ``--num-workers`` processes reading the audio (and computing a CPU fbank) beside
+the encoder (``extract_features.py``: ``extract_num_workers``, ``extract_batch_seconds``).
+Reported: end-to-end seconds of audio per second and the projected time for LibriSpeech-960,
+plus the front-end and the encoder measured apart on the same batches (which one bounds the
+pipeline) and the encoder's model FLOPs utilization.
 
 Authors
 -------
@@ -34,7 +37,7 @@ from benchmarks.common import (
 from benchmarks.flops import count_flops, mfu_text, peak_tflops
 from speechmapper_plugin.features.audio import load_audio
 from speechmapper_plugin.features.cache import FeatureCache
-from speechmapper_plugin.features.extraction import extract_to_cache
+from speechmapper_plugin.features.extraction import extract_to_cache, plan_batches
 from speechmapper_plugin.features.frames import _pad_waveforms
 from speechmapper_plugin.features.seamless import SeamlessSpeechEncoder
 
@@ -42,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 AVERAGE = 2  # the paper averages every 2 encoder frames
+SORT_WINDOW = 128  # the features YAMLs' extract_sort_window
 TINY_SFM = dict(
     hidden_size=32,
     speech_encoder_layers=2,
@@ -125,10 +129,14 @@ def write_wavs(folder, durations, seed):
     return items
 
 
-def _batches(items, batch_size):
-    """The audio of ``items`` in encoder batches, longest first (as ``extract_to_cache``)."""
-    wavs = sorted((load_audio(path) for _, path in items), key=len, reverse=True)
-    return [_pad_waveforms(wavs[i : i + batch_size]) for i in range(0, len(wavs), batch_size)]
+def _batches(items, batch_seconds):
+    """The audio of ``items`` in the encoder batches ``extract_to_cache`` forms."""
+    batches = []
+    for first in range(0, len(items), SORT_WINDOW):
+        wavs = [load_audio(path) for _, path in items[first : first + SORT_WINDOW]]
+        plan = plan_batches([len(w) for w in wavs], int(batch_seconds * SAMPLE_RATE))
+        batches += [_pad_waveforms([wavs[i] for i in batch]) for batch in plan]
+    return batches
 
 
 def run_extract(args, device, rows, results):
@@ -154,13 +162,14 @@ def run_extract(args, device, rows, results):
             str(folder),
             {},
             average=AVERAGE,
-            batch_size=args.extract_batch,
+            batch_seconds=args.extract_batch_seconds,
+            sort_window=SORT_WINDOW,
             device=device,
             progress=False,
             num_workers=args.num_workers,
         )
 
-    extract(work / "warmup", items[: args.extract_batch])  # CUDA context, kernels, autotuning
+    extract(work / "warmup", items[:4])  # CUDA context, kernels, autotuning
     _sync(device)
     with PeakMemory(device) as mem:
         summary = extract(work / "cache", items)
@@ -171,11 +180,13 @@ def run_extract(args, device, rows, results):
     e2e = audio_seconds / summary["wall_seconds"]
 
     # The two halves of the encoder apart, on the same audio and batches.
-    batches = _batches(items, args.extract_batch)
+    batches = _batches(items, args.extract_batch_seconds)
+    on_device = encoder.front_end.on_device and device.type != "cpu"
+    _sync(device)
     start = time.perf_counter()
     fbanks = [encoder.fbank(wavs, lens) for wavs, lens in batches]
-    fbank_seconds = time.perf_counter() - start
     _sync(device)
+    fbank_seconds = time.perf_counter() - start
     start = time.perf_counter()
     with torch.no_grad():
         for features, mask in fbanks:
@@ -188,7 +199,8 @@ def run_extract(args, device, rows, results):
     fbank_rate = audio_seconds / fbank_seconds
     encoder_rate = audio_seconds / encoder_seconds
     ls960 = LIBRISPEECH_HOURS * 3600 / e2e
-    bound = "the CPU fbank front-end" if fbank_rate < encoder_rate else "the encoder"
+    where = "device, batched" if on_device else "CPU, one process"
+    bound = f"the fbank front-end ({where})" if fbank_rate < encoder_rate else "the encoder"
     rows += [
         ("**Feature extraction**", ""),
         (
@@ -201,8 +213,10 @@ def run_extract(args, device, rows, results):
         (
             "Audio",
             f"{len(items)} FLAC files, {audio_seconds:.0f} s ({min(durations):.1f}-"
-            f"{max(durations):.1f} s), batches of {args.extract_batch} sorted by length; "
-            f"{args.num_workers} worker processes decode the audio and compute the fbank",
+            f"{max(durations):.1f} s), {summary['batches']} batches of at most "
+            f"{args.extract_batch_seconds:g} s of padded audio sorted by length "
+            f"({summary['padded_seconds']:.0f} s padded); {args.num_workers} worker processes "
+            f"decode the audio{'' if on_device else ' and compute the fbank'}",
         ),
         (
             "End to end (extract_to_cache)",
@@ -211,7 +225,7 @@ def run_extract(args, device, rows, results):
             f"{cache.config['frame_rate']:g} Hz)",
         ),
         (
-            f"Front-end alone ({args.sfm_front_end} fbank, CPU, one process)",
+            f"Front-end alone ({args.sfm_front_end} fbank, {where})",
             f"{fbank_rate:.1f} s of audio per second ({fbank_seconds:.2f} s)",
         ),
         (

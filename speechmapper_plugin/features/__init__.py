@@ -5,7 +5,8 @@ stage-1 and stage-2 training read (paper Sec. 3: SeamlessM4T-v2-large, 24th spee
 layer, every 2 frames averaged).
 
 - ``audio``: reading files and segments, resampling and down-mixing (counted, logged once).
-- ``front_ends``: the weight-free fbank stand-in and the Seamless Kaldi fbank (two backends).
+- ``front_ends``: the weight-free fbank stand-in and the Seamless Kaldi fbank (two backends:
+  transformers' numpy reference on the CPU, or batched torch ops on the encoder's device).
 - Encoders, all ``torch.nn.Module`` with the interface ``forward(wavs [B, S], wav_lens [B]
   relative) -> (feats [B, T, D], lens [B] relative)`` and the attributes ``output_dim``,
   ``frame_rate``, ``sample_rate`` and ``min_samples``: ``seamless.SeamlessSpeechEncoder``,
@@ -13,8 +14,11 @@ layer, every 2 frames averaged).
   ``front_ends.FbankFrontend``; ``encoders.build_encoder`` is the YAML factory;
   ``model_source`` and ``encoder_base`` hold what they share.
 - ``frames``: relative lengths to frames, averaging every ``k`` frames.
-- ``cache``: fp16 safetensors shards indexed by utterance id, atomic and resumable.
-- ``extraction``: ``extract_to_cache``, the resumable extraction loop.
+- ``cache``: fp16 safetensors shards indexed by utterance id, atomic and resumable, one locked
+  writer per folder, damaged shards set aside; ``cache_config`` / ``check_cache_config``
+  describe and compare how a cache's features were made.
+- ``extraction``: ``extract_to_cache``, the resumable extraction loop (batches of bounded
+  padded seconds, ``plan_batches``, written every few seconds).
 
 Layer index convention (both transformer encoders): ``layer=k`` (1-based) returns exactly
 what transformers returns as ``hidden_states[k]`` when the full model is run with
@@ -28,9 +32,16 @@ length adapter). Blocks after ``layer`` are never built nor loaded.
 """
 
 from speechmapper_plugin.features.audio import AudioError, load_audio
-from speechmapper_plugin.features.cache import CacheConfigError, FeatureCache, FeatureCacheWriter
+from speechmapper_plugin.features.cache import (
+    CacheConfigError,
+    CacheShardError,
+    FeatureCache,
+    FeatureCacheWriter,
+    cache_config,
+    check_cache_config,
+)
 from speechmapper_plugin.features.encoders import build_encoder
-from speechmapper_plugin.features.extraction import extract_to_cache
+from speechmapper_plugin.features.extraction import extract_to_cache, plan_batches
 from speechmapper_plugin.features.frames import average_frames, relative_to_frames
 from speechmapper_plugin.features.front_ends import FbankFrontend, SeamlessFrontEnd
 from speechmapper_plugin.features.hf_encoder import HFSpeechEncoder
@@ -40,6 +51,7 @@ from speechmapper_plugin.features.seamless import SeamlessSpeechEncoder
 __all__ = [
     "AudioError",
     "CacheConfigError",
+    "CacheShardError",
     "FbankFrontend",
     "FeatureCache",
     "FeatureCacheWriter",
@@ -49,7 +61,10 @@ __all__ = [
     "SeamlessSpeechEncoder",
     "average_frames",
     "build_encoder",
+    "cache_config",
+    "check_cache_config",
     "extract_to_cache",
     "load_audio",
+    "plan_batches",
     "relative_to_frames",
 ]

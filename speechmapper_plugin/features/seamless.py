@@ -16,7 +16,7 @@ from safetensors import safe_open
 
 from speechmapper_plugin.features.encoder_base import _check_layer, _FrozenEncoder
 from speechmapper_plugin.features.frames import _as_dtype, _dtype_name, relative_to_frames
-from speechmapper_plugin.features.front_ends import SeamlessFrontEnd, pad_front_end
+from speechmapper_plugin.features.front_ends import SeamlessFrontEnd
 from speechmapper_plugin.features.model_source import _ModelSource
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ class SeamlessSpeechEncoder(_FrozenEncoder):
         Hub revision (Hub ids only).
     front_end : str
         ``"hf"`` (the feature extractor's numpy fbank, the reference) or ``"torchaudio"``
-        (the same Kaldi fbank vectorized, ~3x faster; see :class:`SeamlessFrontEnd`).
+        (the same Kaldi fbank batched in torch ops on the model's device; see
+        :class:`SeamlessFrontEnd`).
 
     Example
     -------
@@ -183,8 +184,9 @@ class SeamlessSpeechEncoder(_FrozenEncoder):
         return self.encode_fbank(*self.fbank(wavs, wav_lens))
 
     def fbank(self, wavs, wav_lens):
-        """The model's own front-end on the CPU: stacked 160-dim fbank frames and their mask
-        (a whole batch; :attr:`front_end` does one utterance).
+        """The model's own front-end on a batch: stacked 160-dim fbank frames and their mask
+        (:attr:`front_end` does one utterance). The ``"hf"`` front-end runs on the CPU, one
+        utterance at a time; ``"torchaudio"`` runs batched on the model's device.
 
         Arguments
         ---------
@@ -196,12 +198,14 @@ class SeamlessSpeechEncoder(_FrozenEncoder):
         Returns
         -------
         features : torch.Tensor
-            ``[B, T, 160]`` float32 (CPU), 50 frames/s.
+            ``[B, T, 160]`` float32, 50 frames/s (on the model's device for ``"torchaudio"``).
         mask : torch.Tensor
             ``[B, T]`` attention mask (1 on real frames).
         """
-        n_samples = relative_to_frames(wav_lens, wavs.shape[1]).tolist()
-        return pad_front_end([self.front_end(wavs[i, :n]) for i, n in enumerate(n_samples)])
+        n_samples = relative_to_frames(wav_lens, wavs.shape[1])
+        if self.front_end.on_device:
+            wavs = wavs.to(self.feature_projection.projection.weight.device)
+        return self.front_end.batch(wavs, n_samples)
 
     def encode_fbank(self, features, mask):
         """Runs the conformer up to ``layer`` on :meth:`fbank` outputs (on the model's device).

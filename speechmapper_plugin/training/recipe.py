@@ -13,6 +13,7 @@ Authors
 speechmapper developers, 2026
 """
 
+import json
 import logging
 import os
 
@@ -25,54 +26,71 @@ from speechmapper_plugin.data.datasets import (
 )
 from speechmapper_plugin.data.manifests import extraction_items, manifest_path
 from speechmapper_plugin.data.samplers import TaskMixtureBatchSampler, mixture_groups
+from speechmapper_plugin.features.cache import LOCK_PURPOSE
 from speechmapper_plugin.features.extraction import extract_to_cache
 from speechmapper_plugin.training.experiment import prepare_data, start_experiment
 from speechmapper_plugin.utils.files import write_json
 from speechmapper_plugin.utils.hparams import resolve_device
+from speechmapper_plugin.utils.locks import FolderLock
 
 logger = logging.getLogger(__name__)
 
 
 def extract_features_main(prepare, argv):
     """``extract_features.py``: manifests, then SFM features of every configured split into
-    the feature cache (resumable; one entry per ``audio_id``; segments read by start/stop)."""
+    the feature cache (resumable; one entry per ``audio_id``; segments read by start/stop).
+
+    The feature folder is locked from before the data preparation to the end: a second
+    extraction into it stops at once with an error naming the running one (a killed one
+    leaves no lock). ``extract_summary.json`` keeps the summary of every split extracted
+    into the folder, the latest run's for each."""
     # 1. Hyperparameters and experiment folder
     _, run_opts, _, hparams = start_experiment(argv)
+    with FolderLock(hparams["feature_folder"], LOCK_PURPOSE) as lock:
+        # 2. Data preparation (manifests)
+        prepare_data(prepare, hparams, hparams["splits"])
 
-    # 2. Data preparation (manifests)
-    prepare_data(prepare, hparams, hparams["splits"])
+        # 3. Extraction into the cache (the configuration is stored with it and checked)
+        encoder = hparams["encoder"]
+        config = {
+            "kind": hparams["sfm_kind"],
+            "source": hparams["sfm_source"],
+            "layer": hparams["sfm_layer"],
+            "frame_average": hparams["frame_average"],
+            "dim": encoder.output_dim,
+            "frame_rate": encoder.frame_rate / hparams["frame_average"],
+        }
+        summary_path = os.path.join(hparams["output_folder"], "extract_summary.json")
+        summaries = {}
+        if os.path.isfile(summary_path):
+            try:
+                with open(summary_path, encoding="utf-8") as f:
+                    summaries = dict(json.load(f))
+            except ValueError as err:
+                logger.warning("Ignoring unreadable %s (%s): it is rewritten", summary_path, err)
+        for split in hparams["splits"]:
+            items = extraction_items(manifest_path(hparams["manifest_folder"], split))
+            logger.info("Extracting %d audio items of %s", len(items), split)
+            summaries[split] = extract_to_cache(
+                encoder,
+                items,
+                hparams["feature_folder"],
+                config,
+                average=hparams["frame_average"],
+                batch_seconds=hparams["extract_batch_seconds"],
+                sort_window=hparams["extract_sort_window"],
+                num_workers=hparams["extract_num_workers"],
+                device=resolve_device(run_opts),
+                max_seconds=hparams["max_duration"],
+                shard_size=hparams["shard_size"],
+                flush_seconds=hparams["extract_flush_seconds"],
+                lock=lock,
+            )
+            logger.info("%s: %s", split, summaries[split])
 
-    # 3. Extraction into the cache (the configuration is stored with it and checked)
-    encoder = hparams["encoder"]
-    config = {
-        "kind": hparams["sfm_kind"],
-        "source": hparams["sfm_source"],
-        "layer": hparams["sfm_layer"],
-        "frame_average": hparams["frame_average"],
-        "dim": encoder.output_dim,
-        "frame_rate": encoder.frame_rate / hparams["frame_average"],
-    }
-    summaries = {}
-    for split in hparams["splits"]:
-        items = extraction_items(manifest_path(hparams["manifest_folder"], split))
-        logger.info("Extracting %d audio items of %s", len(items), split)
-        summaries[split] = extract_to_cache(
-            encoder,
-            items,
-            hparams["feature_folder"],
-            config,
-            average=hparams["frame_average"],
-            batch_size=hparams["extract_batch_size"],
-            num_workers=hparams["extract_num_workers"],
-            device=resolve_device(run_opts),
-            max_seconds=hparams["max_duration"],
-            shard_size=hparams["shard_size"],
-        )
-        logger.info("%s: %s", split, summaries[split])
-
-    # 4. Summary
-    write_json(os.path.join(hparams["output_folder"], "extract_summary.json"), summaries)
-    return summaries
+            # 4. Summary (after each split, so that an interrupted run keeps the finished ones)
+            write_json(summary_path, summaries)
+    return {split: summaries[split] for split in hparams["splits"]}
 
 
 def fit_for_steps(brain, hparams, train_data, valid_data, make_sampler, **loader_kwargs):

@@ -105,7 +105,7 @@ def test_extract_to_cache_values_and_skips(corpus, tmp_path, caplog, num_workers
     out = tmp_path / "cache"
     with caplog.at_level(logging.INFO, logger=LOGGER):
         summary = extract_to_cache(
-            frontend, items, out, {"recipe": "test"}, average=2, batch_size=3, max_seconds=1.5,
+            frontend, items, out, {"recipe": "test"}, average=2, batch_seconds=1.0, max_seconds=1.5,
             progress=False, num_workers=num_workers,
         )  # fmt: skip
     assert summary["extracted"] == 7 and summary["already_cached"] == 0

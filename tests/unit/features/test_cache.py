@@ -1,11 +1,23 @@
 """Tests of ``speechmapper_plugin.features.cache`` (the on-disk feature cache)."""
 
+import json
 import logging
+import os
+import shutil
 
 import pytest
 import torch
 
-from speechmapper_plugin.features.cache import CacheConfigError, FeatureCache, FeatureCacheWriter
+from speechmapper_plugin.features import cache as cache_module
+from speechmapper_plugin.features.cache import (
+    CacheConfigError,
+    CacheShardError,
+    FeatureCache,
+    FeatureCacheWriter,
+    cache_config,
+    check_cache_config,
+)
+from speechmapper_plugin.utils.locks import FolderLockedError
 
 from .helpers import LOGGER
 
@@ -113,3 +125,146 @@ def test_cache_reader_in_dataloader_workers(tmp_path):
     assert set(got) == set(data)
     for key, value in data.items():
         torch.testing.assert_close(got[key], value.half().float(), atol=0, rtol=0)
+
+
+def test_a_second_writer_is_refused_until_the_first_closes(tmp_path):
+    first = FeatureCacheWriter(tmp_path, {})
+    with pytest.raises(FolderLockedError) as err:
+        FeatureCacheWriter(tmp_path, {})
+    message = str(err.value)
+    assert str(tmp_path) in message and f"pid {os.getpid()}" in message
+    assert "feature extraction" in message
+    first.add("a", torch.ones(2, 3))
+    first.close()
+    with FeatureCacheWriter(tmp_path, {}) as second:
+        assert second.done_ids() == {"a"}
+
+
+def test_new_shards_never_replace_existing_ones(tmp_path):
+    """A shard number taken after the writer opened the folder (by a process that ignored the
+    lock) is skipped: both shards stay."""
+    other = tmp_path / "other"
+    with FeatureCacheWriter(other, {}) as writer:
+        writer.add("dev1", torch.ones(2, 3))
+    writer = FeatureCacheWriter(tmp_path / "cache", {})
+    writer.add("train1", torch.zeros(4, 3))
+    shutil.copy(other / "shard-000000.safetensors", tmp_path / "cache")
+    writer.close()
+    assert sorted(p.name for p in (tmp_path / "cache").glob("shard-*")) == [
+        "shard-000000.safetensors",
+        "shard-000001.safetensors",
+    ]
+    cache = FeatureCache(tmp_path / "cache")
+    assert sorted(cache.ids()) == ["dev1", "train1"] and cache.length("train1") == 4
+
+
+def test_shards_are_written_every_flush_seconds(tmp_path, monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(cache_module.time, "monotonic", lambda: now[0])
+    writer = FeatureCacheWriter(tmp_path, {}, flush_seconds=5.0)
+
+    def shards():
+        return len(list(tmp_path.glob("shard-*.safetensors")))
+
+    writer.add_batch([("a", torch.ones(2, 3)), ("b", torch.ones(2, 3))])
+    now[0] += 4.0
+    writer.add("c", torch.ones(2, 3))
+    assert shards() == 0  # the oldest waited 4 s < 5 s
+    now[0] += 1.5
+    writer.add("d", torch.ones(2, 3))
+    assert shards() == 1 and len(FeatureCache(tmp_path)) == 4
+    now[0] += 1.0
+    writer.add("e", torch.ones(2, 3))
+    assert shards() == 1  # the clock restarts with the next buffered utterance
+    writer.close()
+    assert shards() == 2
+    with pytest.raises(ValueError, match="flush_seconds"):
+        FeatureCacheWriter(tmp_path / "x", {}, flush_seconds=-1)
+
+
+def test_a_batch_is_added_whole_or_not_at_all(tmp_path):
+    with FeatureCacheWriter(tmp_path, {"dim": 3}) as writer:
+        with pytest.raises(ValueError, match="'bad' have dim 4"):
+            writer.add_batch([("good", torch.ones(2, 3)), ("bad", torch.ones(2, 4))])
+        with pytest.raises(ValueError, match="Duplicate utterance id 'x'"):
+            writer.add_batch([("x", torch.ones(2, 3)), ("x", torch.ones(2, 3))])
+        assert writer.done_ids() == set()
+
+
+@pytest.mark.parametrize("keep", [5, 60, -100])  # inside the length, the header, the data
+def test_a_damaged_shard_is_named_and_set_aside(tmp_path, caplog, keep):
+    with FeatureCacheWriter(tmp_path, {}, shard_size=2) as writer:
+        for key, value in _random_feats(4).items():
+            writer.add(key, value)
+    shard = tmp_path / "shard-000000.safetensors"
+    shard.write_bytes(shard.read_bytes()[:keep])
+    with pytest.raises(CacheShardError) as err:
+        FeatureCache(tmp_path)
+    assert str(shard) in str(err.value) and "sets damaged shards aside" in str(err.value)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        writer = FeatureCacheWriter(tmp_path, {})
+    assert writer.done_ids() == {"utt2", "utt3"}  # utt0 and utt1 are to be extracted again
+    assert [e.path for e in writer.damaged] == [str(shard)]
+    assert (tmp_path / "shard-000000.safetensors.damaged").exists() and not shard.exists()
+    assert "shard-000000.safetensors" in caplog.text
+    writer.add("utt0", torch.ones(2, 6))
+    writer.close()
+    assert (tmp_path / "shard-000002.safetensors").exists()  # a new number, not the damaged one
+    assert sorted(FeatureCache(tmp_path).ids()) == ["utt0", "utt2", "utt3"]
+
+
+def _extracted(folder, average=4, **config):
+    from speechmapper_plugin.features.extraction import extract_to_cache
+    from speechmapper_plugin.features.front_ends import FbankFrontend
+
+    extract_to_cache(FbankFrontend(), [], folder, config, average=average, progress=False)
+    return folder
+
+
+def test_cache_config_describes_how_features_were_made(tmp_path):
+    recipe = {"kind": "fbank", "source": None, "layer": None, "frame_average": 4, "dim": 80}
+    folder = _extracted(tmp_path / "a", frame_rate=25.0, **recipe)
+    expected = {
+        "encoder": {"kind": "fbank", "n_mels": 80, "sample_rate": 16000},
+        "layer": None,
+        "front_end": "fbank",
+        "frame_rate": 25.0,
+        "average": 4,
+        "dim": 80,
+        "dtype": "float32",
+    }
+    assert cache_config(folder) == expected
+    for source in (str(folder), folder / "cache.json", FeatureCache(folder), expected):
+        assert cache_config(source) == expected
+    assert json.loads(json.dumps(cache_config(folder))) == expected  # storable in checkpoints
+    seamless = {
+        "encoder": {"kind": "seamless", "source": "s", "revision": None, "layer": 24,
+                    "dtype": "bfloat16", "front_end": "torchaudio"},
+        "average": 2, "dim": 1024, "frame_rate": 25.0, "autocast": "bfloat16",
+    }  # fmt: skip
+    described = cache_config({"format": "speechmapper-feature-cache", "config": seamless})
+    assert described["encoder"] == {"kind": "seamless", "source": "s", "revision": None}
+    assert described["layer"] == 24 and described["front_end"] == "torchaudio"
+    assert described["dtype"] == "bfloat16, bfloat16 autocast"
+    with pytest.raises(ValueError, match="does not say how its features were made"):
+        cache_config({"dim": 80})
+    with pytest.raises(FileNotFoundError, match="neither a feature cache folder"):
+        cache_config(tmp_path / "nothing")
+
+
+def test_check_cache_config_lists_every_difference(tmp_path):
+    a = _extracted(tmp_path / "a", average=4)
+    b = _extracted(tmp_path / "b", average=2)
+    check_cache_config(a, cache_config(a))
+    with pytest.raises(CacheConfigError) as err:
+        check_cache_config(cache_config(a), b, "checkpoint ckpt/", f"cache {b}")
+    lines = str(err.value).splitlines()
+    assert lines[1] == f"  average: checkpoint ckpt/ has 4, cache {b} has 2"
+    assert lines[2] == f"  frame_rate: checkpoint ckpt/ has 25.0, cache {b} has 50.0"
+    assert len(lines) == 4  # the two fields and what to do
+    other_front_end = {**cache_config(a), "front_end": "torchaudio", "layer": 24}
+    with pytest.raises(CacheConfigError, match="front_end: .* has 'fbank', .* has 'torchaudio'"):
+        check_cache_config(a, other_front_end)
+    check_cache_config(a, other_front_end, ignore=["front_end", "layer"])
+    with pytest.raises(ValueError, match="unknown fields"):
+        check_cache_config(a, a, ignore=["frame-rate"])

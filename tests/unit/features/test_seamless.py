@@ -9,7 +9,7 @@ import torch
 
 from speechmapper_plugin.features import seamless as seamless_module
 from speechmapper_plugin.features.encoders import build_encoder
-from speechmapper_plugin.features.extraction import extract_to_cache
+from speechmapper_plugin.features.extraction import extract_to_cache, loader_front_end
 from speechmapper_plugin.features.frames import relative_to_frames
 from speechmapper_plugin.features.seamless import SeamlessSpeechEncoder
 
@@ -120,6 +120,11 @@ def test_torchaudio_front_end_is_recorded_and_not_mixed_into_a_cache(seamless_di
     with torch.no_grad():
         torch.testing.assert_close(fast(wavs, wav_lens)[0], reference(wavs, wav_lens)[0],
                                    atol=2e-3, rtol=1e-3)  # fmt: skip
+    # On a GPU the torchaudio fbank runs batched in the encoder's forward; on a CPU, and for
+    # the reference front-end anywhere, per utterance in the loader.
+    assert loader_front_end(fast, torch.device("cuda")) is None
+    assert loader_front_end(fast, torch.device("cpu")) is fast.front_end
+    assert loader_front_end(reference, torch.device("cuda")) is reference.front_end
     extract_to_cache(reference, items, tmp_path / "cache", {}, average=2, progress=False)
     with pytest.raises(ValueError, match="front_end"):
         extract_to_cache(fast, items, tmp_path / "cache", {}, average=2, progress=False)

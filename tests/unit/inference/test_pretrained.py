@@ -134,7 +134,7 @@ def build_tiny_setup(root):
         feature_folder,
         {"kind": "fbank", "source": None, "layer": None, "frame_average": 4},
         average=4,
-        batch_size=1,
+        batch_seconds=1e-3,  # one utterance per encoder call
         progress=False,
     )
     best, other, third = tiny_projector(1), tiny_projector(2), tiny_projector(3)
