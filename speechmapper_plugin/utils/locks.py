@@ -20,6 +20,23 @@ import sys
 
 LOCK_FILE = ".speechmapper.lock"
 
+# Descriptors of the locks this process holds. A forked child (e.g. a DataLoader worker) closes
+# its copies at once, so that the lock dies with its holder, not with the holder's children.
+_HELD_FDS = set()
+
+
+def _close_in_child():
+    for fd in list(_HELD_FDS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
+
 
 class FolderLockedError(RuntimeError):
     """The folder is held by another live job."""
@@ -93,6 +110,7 @@ class FolderLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode("utf-8"), 0)
         self._fd = fd
+        _HELD_FDS.add(fd)
         return self
 
     def release(self):
@@ -100,6 +118,7 @@ class FolderLock:
         if self._fd is not None:
             import fcntl
 
+            _HELD_FDS.discard(self._fd)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -59,3 +59,29 @@ def test_release_and_reacquire_in_one_process(tmp_path):
     with FolderLock(tmp_path / "new"):
         pass
     assert time.time() - start < 5
+
+
+HOLD_WITH_CHILD = (
+    "import os, sys, time\n"
+    "from speechmapper_plugin.utils.locks import FolderLock\n"
+    "lock = FolderLock(sys.argv[1], 'extraction').acquire()\n"
+    "if os.fork() == 0:\n"
+    "    time.sleep(20)\n"
+    "    os._exit(0)\n"
+    "print('held', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_forked_children_do_not_keep_the_lock_after_the_holder_dies(tmp_path):
+    """A killed job whose loader workers still run must not block its restart."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WITH_CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "held"
+    with pytest.raises(FolderLockedError):
+        FolderLock(tmp_path).acquire()
+    os.kill(proc.pid, signal.SIGKILL)  # the forked child lives on
+    proc.wait()
+    with FolderLock(tmp_path) as lock:
+        assert lock.held
