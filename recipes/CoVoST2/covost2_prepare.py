@@ -40,8 +40,8 @@ path of the mp3), ``spk_id`` (``client_id``), ``wrd`` (MMS-normalized ``sentence
 ``transcript`` (``sentence`` as released), ``tgt`` (``translation``, kept exactly, e.g. Chinese),
 ``tgt_lang`` (ISO 639-1 code) and ``task`` (``st``). Rows whose clip is missing or unreadable,
 whose sentence normalizes to nothing or whose translation is empty, duplicate clips, malformed
-lines, clips not in ``validated.tsv`` and clips longer than ``max_duration`` are skipped, counted
-and listed in ``<save_folder>/<split>.skipped.tsv``.
+lines, lines that are not UTF-8 (``bad_encoding``), clips not in ``validated.tsv`` and clips
+longer than ``max_duration`` are skipped, counted and listed in ``<save_folder>/<split>.skipped.tsv``.
 
 Usage::
 
@@ -58,8 +58,15 @@ import logging
 import os
 import re
 
-from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
+from speechmapper_plugin.data.preparation import (
+    field_of,
+    layout_error,
+    prepare_cli,
+    run_preparation,
+    skip_bad_encoding,
+)
 from speechmapper_plugin.utils.text import normalize_text
+from speechmapper_plugin.utils.textfiles import delimited_rows
 
 logger = logging.getLogger(__name__)
 
@@ -152,31 +159,33 @@ def find_cv_root(data_folder):
 
 def read_tsv(path, required, data_folder, skip):
     """``(line_no, {column: value})`` for the well-formed lines of a tsv file (a
-    ``layout_error`` when a required column is missing; malformed lines are skipped)."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, **TSV_FORMAT)
-        header = next(reader, [])
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise layout_error(
-                DATASET,
-                data_folder,
-                EXPECTED_LAYOUT,
-                f"{path} has the header {header}, without the columns {missing}. " + HINT,
+    ``layout_error`` when a required column is missing; malformed lines and lines that are not
+    UTF-8 are skipped)."""
+    header = []
+    row_id = field_of(header, "path", clip_id)
+    rows = delimited_rows(path, skip_bad_encoding(skip, path, row_id), **TSV_FORMAT)
+    header[:] = next(rows, (0, []))[1]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise layout_error(
+            DATASET,
+            data_folder,
+            EXPECTED_LAYOUT,
+            f"{path} has the header {header}, without the columns {missing}. " + HINT,
+        )
+    for line_no, fields in rows:
+        if not any(field.strip() for field in fields):
+            continue  # blank line
+        if len(fields) != len(header):
+            at = header.index("path") if "path" in header else len(fields)
+            clip = fields[at].strip() if at < len(fields) else ""
+            skip(
+                clip_id(clip) if clip else f"line{line_no}",
+                "malformed_row",
+                f"{path}:{line_no}: {len(fields)} fields, {len(header)} expected",
             )
-        for fields in reader:
-            if not any(field.strip() for field in fields):
-                continue  # blank line
-            if len(fields) != len(header):
-                at = header.index("path") if "path" in header else len(fields)
-                clip = fields[at].strip() if at < len(fields) else ""
-                skip(
-                    clip_id(clip) if clip else f"line{reader.line_num}",
-                    "malformed_row",
-                    f"{path}:{reader.line_num}: {len(fields)} fields, {len(header)} expected",
-                )
-                continue
-            yield reader.line_num, dict(zip(header, fields))
+            continue
+        yield line_no, dict(zip(header, fields))
 
 
 def clip_id(clip):

@@ -31,8 +31,8 @@ Columns written (``<save_folder>/<split>.csv``): ``ID`` (clip file stem, e.g.
 ``common_voice_en_19664034``), ``duration``, ``wav`` (absolute path of the mp3), ``spk_id``
 (``client_id``), ``wrd`` (MMS-normalized ``sentence``), ``transcript`` (``sentence`` as
 released) and ``task`` (``asr``). Rows whose clip is missing or unreadable, whose sentence
-normalizes to nothing, duplicate clips, malformed lines and clips longer than ``max_duration``
-are skipped, counted and listed in ``<save_folder>/<split>.skipped.tsv``.
+normalizes to nothing, duplicate clips, malformed lines, lines that are not UTF-8 and clips
+longer than ``max_duration`` are skipped, counted and listed in ``<save_folder>/<split>.skipped.tsv``.
 
 Usage::
 
@@ -50,8 +50,15 @@ import logging
 import os
 import re
 
-from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
+from speechmapper_plugin.data.preparation import (
+    field_of,
+    layout_error,
+    prepare_cli,
+    run_preparation,
+    skip_bad_encoding,
+)
 from speechmapper_plugin.utils.text import normalize_text
+from speechmapper_plugin.utils.textfiles import delimited_rows
 
 logger = logging.getLogger(__name__)
 
@@ -157,39 +164,42 @@ def read_split(data_folder, split, skip, version):
     """Candidate manifest rows of one split (see the module docstring)."""
     root = find_root(data_folder, split, version)
     tsv = os.path.join(root, f"{split}.tsv")
-    with open(tsv, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, [])
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise layout_error(
-                DATASET,
-                data_folder,
-                EXPECTED_LAYOUT,
-                f"{tsv} has the header {header}, without the columns {missing}. " + HINT,
+    header = []
+    row_id = field_of(header, "path", lambda clip: os.path.splitext(os.path.basename(clip))[0])
+    rows = delimited_rows(
+        tsv, skip_bad_encoding(skip, tsv, row_id), delimiter="\t", quoting=csv.QUOTE_NONE
+    )
+    header[:] = next(rows, (0, []))[1]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise layout_error(
+            DATASET,
+            data_folder,
+            EXPECTED_LAYOUT,
+            f"{tsv} has the header {header}, without the columns {missing}. " + HINT,
+        )
+    index = {name: i for i, name in enumerate(header)}
+    for line_no, fields in rows:
+        if not any(field.strip() for field in fields):
+            continue  # blank line
+        clip = fields[index["path"]].strip() if len(fields) > index["path"] else ""
+        utt_id = os.path.splitext(os.path.basename(clip))[0]
+        if len(fields) != len(header):
+            skip(
+                utt_id or f"line{line_no}",
+                "malformed_row",
+                f"{tsv}:{line_no}: {len(fields)} fields, {len(header)} expected",
             )
-        index = {name: i for i, name in enumerate(header)}
-        for fields in reader:
-            if not any(field.strip() for field in fields):
-                continue  # blank line
-            clip = fields[index["path"]].strip() if len(fields) > index["path"] else ""
-            utt_id = os.path.splitext(os.path.basename(clip))[0]
-            if len(fields) != len(header):
-                skip(
-                    utt_id or f"line{reader.line_num}",
-                    "malformed_row",
-                    f"{tsv}:{reader.line_num}: {len(fields)} fields, {len(header)} expected",
-                )
-                continue
-            sentence = fields[index["sentence"]].strip()
-            yield {
-                "ID": utt_id,
-                "wav": os.path.join(root, "clips", clip),
-                "spk_id": fields[index["client_id"]].strip(),
-                "wrd": normalize_text(sentence),
-                "transcript": sentence,
-                "task": "asr",
-            }
+            continue
+        sentence = fields[index["sentence"]].strip()
+        yield {
+            "ID": utt_id,
+            "wav": os.path.join(root, "clips", clip),
+            "spk_id": fields[index["client_id"]].strip(),
+            "wrd": normalize_text(sentence),
+            "transcript": sentence,
+            "task": "asr",
+        }
 
 
 def prepare_commonvoice(

@@ -99,6 +99,66 @@ class SkipLog:
         atomic_write_text(os.path.join(save_folder, f"{self.split}.skipped.tsv"), text)
 
 
+def skip_bad_encoding(skip, path, id_of=None):
+    """The ``on_bad_line`` callback of ``utils.textfiles.text_lines`` / ``delimited_rows`` for
+    a corpus file: a line that is not UTF-8 is left out as ``bad_encoding`` (counted, logged
+    and listed with its file and line), the rest of the file is still read.
+
+    Arguments
+    ---------
+    skip : SkipLog
+        The split's skip log.
+    path : str
+        The file being read (named in the detail).
+    id_of : callable, optional
+        ``id_of(text) -> str``: the row id read from the line (bad bytes shown as U+FFFD);
+        default ``<file name>:<line>``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechmapper_plugin.utils.textfiles import text_lines
+    >>> p = os.path.join(tempfile.mkdtemp(), "t.trans.txt")
+    >>> _ = open(p, "wb").write(b"1-1-1 HELLO\\n1-1-2 CAF\\xc9\\n")
+    >>> skips = SkipLog("test")
+    >>> [line for _, line in text_lines(p, skip_bad_encoding(skips, p, lambda t: t.split()[0]))]
+    ['1-1-1 HELLO']
+    >>> skips.rows[0][:2], skips.rows[0][2].endswith("t.trans.txt:2: byte 0xc9 at column 10")
+    (('1-1-2', 'bad_encoding'), True)
+    """
+
+    def bad_line(line_no, text, problem):
+        try:
+            utt_id = str(id_of(text) if id_of is not None else "").strip()
+        except (IndexError, ValueError):  # a line too broken to hold its id
+            utt_id = ""
+        where = f"{path}:{line_no}"
+        skip(utt_id or f"{os.path.basename(path)}:{line_no}", "bad_encoding", f"{where}: {problem}")
+
+    return bad_line
+
+
+def field_of(header, column, transform=None, delimiter="\t"):
+    """An ``id_of`` for ``skip_bad_encoding`` over a delimited file: the value of ``column``
+    in a line (``header`` is the list of column names, filled in once the header is read;
+    ``transform`` turns the value into the row id, e.g. a clip path into its stem).
+
+    Example
+    -------
+    >>> header = ["client_id", "path"]
+    >>> field_of(header, "path", lambda p: p.split(".")[0])("c1\\tclip_7.mp3\\n")
+    'clip_7'
+    """
+
+    def id_of(text):
+        fields = text.rstrip("\r\n").split(delimiter)
+        at = header.index(column) if column in header else len(fields)
+        value = fields[at].strip() if at < len(fields) else ""
+        return transform(value) if value and transform is not None else value
+
+    return id_of
+
+
 def audio_duration(path):
     """Duration in seconds of an audio file, read from its header.
 
