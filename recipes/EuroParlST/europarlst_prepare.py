@@ -224,23 +224,25 @@ def read_split(data_folder, split, skip):
             for name, problem in zip(names, (bad_lst, bad_src, bad_tgt))
             if problem is not None
         ]
-        if problems:
-            skip(fields[0] if fields else f"line{line_no}", "bad_encoding", "; ".join(problems))
-            continue
         try:
             if len(fields) != 3:
                 raise ValueError
             speech, start, stop = fields[0], float(fields[1]), float(fields[2])
             if not (math.isfinite(start) and math.isfinite(stop)):
                 raise ValueError
+            utt_id = f"{speech}_{round(start * 1000):07d}_{round(stop * 1000):07d}"
         except ValueError:
+            utt_id = None
+        if problems:
+            skip(utt_id or f"line{line_no}", "bad_encoding", "; ".join(problems))
+            continue
+        if utt_id is None:
             skip(
                 fields[0] if fields else f"line{line_no}",
                 "malformed_segment",
                 f"{files['segments.lst']}:{line_no}: {line!r}",
             )
             continue
-        utt_id = f"{speech}_{round(start * 1000):07d}_{round(stop * 1000):07d}"
         wav = os.path.join(audios, f"{speech}.m4a")
         if os.path.isfile(wav):  # a missing file is left to run_preparation (missing_audio)
             if wav not in durations:

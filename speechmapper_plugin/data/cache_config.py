@@ -103,8 +103,9 @@ def config_differences(trained, found):
     ]
 
 
-def check_same_features(trained, found, trained_name, found_name, fix=""):
-    """Raise ``FeatureConfigMismatch`` listing every differing field of two descriptions.
+def check_same_features(trained, found, trained_name, found_name, fix="", headline=None):
+    """Raise ``FeatureConfigMismatch`` listing every differing field of two descriptions
+    (``trained``: what a projector was trained on, ``found``: what it meets).
 
     Example
     -------
@@ -116,18 +117,22 @@ def check_same_features(trained, found, trained_name, found_name, fix=""):
     speechmapper_plugin.data.cache_config.FeatureConfigMismatch: The features of the cache c/ are not those the projector was trained on: frame_average 4 (trained) != 2 (cache c/); frame_rate 25.0 (trained) != 50.0 (cache c/). Use the feature cache of the training run (same encoder, layer, front-end, frame rate, averaging and dtype), or extract one with those settings.
     """
     diff = config_differences(trained, found)
-    if diff:
-        short = found_name.replace("the ", "", 1)
-        listed = "; ".join(f"{key} {a!r} (trained) != {b!r} ({short})" for key, a, b in diff)
-        raise FeatureConfigMismatch(
-            f"The features of {found_name} are not those {trained_name} was trained on: "
-            f"{listed}. "
-            + (
-                fix
-                or "Use the feature cache of the training run (same encoder, layer, front-end, "
-                "frame rate, averaging and dtype), or extract one with those settings."
-            )
+    if not diff:
+        return
+    left = "trained" if headline is None else trained_name.replace("the ", "", 1)
+    right = found_name.replace("the ", "", 1)
+    listed = "; ".join(f"{key} {a!r} ({left}) != {b!r} ({right})" for key, a, b in diff)
+    headline = (
+        headline or f"The features of {found_name} are not those {trained_name} was trained on"
+    )
+    raise FeatureConfigMismatch(
+        f"{headline}: {listed}. "
+        + (
+            fix
+            or "Use the feature cache of the training run (same encoder, layer, front-end, "
+            "frame rate, averaging and dtype), or extract one with those settings."
         )
+    )
 
 
 def check_same_caches(folders, keys=None):
@@ -143,8 +148,9 @@ def check_same_caches(folders, keys=None):
             cache_description(folder),
             f"the cache {keys[0]}",
             f"the cache {key}",
-            fix="The projector is trained on all of them: extract every source with the same "
+            fix="One projector is trained on all of them: extract every source with the same "
             "SFM settings.",
+            headline=f"The caches {keys[0]} and {key} hold features made differently",
         )
     return first
 

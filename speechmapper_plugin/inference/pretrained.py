@@ -460,7 +460,7 @@ class SpeechMapperLLM(Pretrained):
                 fits = max(room, 0) * seconds / count
                 longest = fits if longest is None else min(longest, fits)
         hint = (
-            f"cut the recording into pieces of at most {longest:.0f} s and decode them one by one"
+            f"cut the recording into pieces of at most {int(longest)} s and decode them one by one"
             if longest
             else "shorten the prompt or lower --max-new-tokens"
         )

@@ -213,14 +213,22 @@ _TYPE_NAMES = {
 }
 
 
-def _expected(value, tree, seen=()):
+def _referenced(value, tree, seen=()):
+    """The value a YAML node stands for: a ``!ref <key>`` followed to the key's value."""
+    tag = getattr(getattr(value, "tag", None), "value", None)
+    if str(tag) == "!ref":
+        match = re.fullmatch(r"\s*<([^<>\[\]]+)>\s*", str(getattr(value, "value", "")))
+        if match and match.group(1) in tree and match.group(1) not in seen:
+            key = match.group(1)
+            return _referenced(tree[key], tree, (*seen, key))
+    return value
+
+
+def _expected(value, tree):
     """The type an override of ``value`` (a node of the YAML tree) must have, or None (any)."""
+    value = _referenced(value, tree)
     tag = getattr(getattr(value, "tag", None), "value", None)
     if tag is not None and str(tag).startswith("!"):
-        match = re.fullmatch(r"\s*<([^<>\[\]]+)>\s*", str(getattr(value, "value", "")))
-        if str(tag) == "!ref" and match and match.group(1) in tree and match.group(1) not in seen:
-            key = match.group(1)
-            return _expected(tree[key], tree, (*seen, key))
         return None  # !PLACEHOLDER, objects, expressions: anything goes
     if value is None:
         return None
@@ -274,7 +282,8 @@ def _check_value(name, value, yaml_value, tree, hparams_file):
     if not ok:
         shown = value if isinstance(value, str) else _plain(value)
         raise ValueError(
-            f"{name}={shown}: expected {_TYPE_NAMES[expected]}, as {_plain(yaml_value)!r} in "
+            f"{name}={shown}: expected {_TYPE_NAMES[expected]}, as "
+            f"{_plain(_referenced(yaml_value, tree))!r} in "
             f"{hparams_file}, got {_describe(_plain(value))}."
         )
     if expected is dict:  # hyperpyyaml merges nested keys: check them too
