@@ -59,14 +59,12 @@ import os
 import re
 
 from speechmapper_plugin.data.preparation import (
-    field_of,
+    corpus_rows,
     layout_error,
     prepare_cli,
     run_preparation,
-    skip_bad_encoding,
 )
 from speechmapper_plugin.utils.text import normalize_text
-from speechmapper_plugin.utils.textfiles import delimited_rows
 
 logger = logging.getLogger(__name__)
 
@@ -161,31 +159,15 @@ def read_tsv(path, required, data_folder, skip):
     """``(line_no, {column: value})`` for the well-formed lines of a tsv file (a
     ``layout_error`` when a required column is missing; malformed lines and lines that are not
     UTF-8 are skipped)."""
-    header = []
-    row_id = field_of(header, "path", clip_id)
-    rows = delimited_rows(path, skip_bad_encoding(skip, path, row_id), **TSV_FORMAT)
-    header[:] = next(rows, (0, []))[1]
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise layout_error(
-            DATASET,
-            data_folder,
-            EXPECTED_LAYOUT,
-            f"{path} has the header {header}, without the columns {missing}. " + HINT,
-        )
-    for line_no, fields in rows:
-        if not any(field.strip() for field in fields):
-            continue  # blank line
-        if len(fields) != len(header):
-            at = header.index("path") if "path" in header else len(fields)
-            clip = fields[at].strip() if at < len(fields) else ""
-            skip(
-                clip_id(clip) if clip else f"line{line_no}",
-                "malformed_row",
-                f"{path}:{line_no}: {len(fields)} fields, {len(header)} expected",
-            )
-            continue
-        yield line_no, dict(zip(header, fields))
+    return corpus_rows(
+        path,
+        skip,
+        required,
+        "path",
+        (DATASET, data_folder, EXPECTED_LAYOUT, HINT),
+        id_of=clip_id,
+        **TSV_FORMAT,
+    )
 
 
 def clip_id(clip):

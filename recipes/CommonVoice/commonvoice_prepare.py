@@ -51,14 +51,12 @@ import os
 import re
 
 from speechmapper_plugin.data.preparation import (
-    field_of,
+    corpus_rows,
     layout_error,
     prepare_cli,
     run_preparation,
-    skip_bad_encoding,
 )
 from speechmapper_plugin.utils.text import normalize_text
-from speechmapper_plugin.utils.textfiles import delimited_rows
 
 logger = logging.getLogger(__name__)
 
@@ -160,42 +158,32 @@ def find_root(data_folder, split, version):
     return root
 
 
+def clip_stem(clip):
+    """``clips/common_voice_en_1.mp3`` -> ``common_voice_en_1`` (the row id)."""
+    return os.path.splitext(os.path.basename(clip))[0]
+
+
 def read_split(data_folder, split, skip, version):
     """Candidate manifest rows of one split (see the module docstring)."""
     root = find_root(data_folder, split, version)
     tsv = os.path.join(root, f"{split}.tsv")
-    header = []
-    row_id = field_of(header, "path", lambda clip: os.path.splitext(os.path.basename(clip))[0])
-    rows = delimited_rows(
-        tsv, skip_bad_encoding(skip, tsv, row_id), delimiter="\t", quoting=csv.QUOTE_NONE
+    rows = corpus_rows(
+        tsv,
+        skip,
+        REQUIRED_COLUMNS,
+        "path",
+        (DATASET, data_folder, EXPECTED_LAYOUT, HINT),
+        id_of=clip_stem,
+        delimiter="\t",
+        quoting=csv.QUOTE_NONE,
     )
-    header[:] = next(rows, (0, []))[1]
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise layout_error(
-            DATASET,
-            data_folder,
-            EXPECTED_LAYOUT,
-            f"{tsv} has the header {header}, without the columns {missing}. " + HINT,
-        )
-    index = {name: i for i, name in enumerate(header)}
-    for line_no, fields in rows:
-        if not any(field.strip() for field in fields):
-            continue  # blank line
-        clip = fields[index["path"]].strip() if len(fields) > index["path"] else ""
-        utt_id = os.path.splitext(os.path.basename(clip))[0]
-        if len(fields) != len(header):
-            skip(
-                utt_id or f"line{line_no}",
-                "malformed_row",
-                f"{tsv}:{line_no}: {len(fields)} fields, {len(header)} expected",
-            )
-            continue
-        sentence = fields[index["sentence"]].strip()
+    for _, row in rows:
+        clip = row["path"].strip()
+        sentence = row["sentence"].strip()
         yield {
-            "ID": utt_id,
+            "ID": clip_stem(clip),
             "wav": os.path.join(root, "clips", clip),
-            "spk_id": fields[index["client_id"]].strip(),
+            "spk_id": row["client_id"].strip(),
             "wrd": normalize_text(sentence),
             "transcript": sentence,
             "task": "asr",

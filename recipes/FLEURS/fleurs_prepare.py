@@ -48,7 +48,6 @@ import logging
 import os
 
 from speechmapper_plugin.data.preparation import (
-    field_of,
     layout_error,
     prepare_cli,
     run_preparation,
@@ -120,7 +119,10 @@ def read_split(data_folder, split, skip):
     tsv = os.path.join(root, f"{split}.tsv")
     audio = os.path.join(root, "audio", split)
     fallbacks = 0
-    file_id = field_of(["id", "file_name"], "file_name", lambda name: os.path.splitext(name)[0])
+
+    def file_id(text):  # the row id of a line that is not UTF-8
+        return os.path.splitext(text.split("\t")[1].strip())[0]
+
     for line_no, line in text_lines(tsv, skip_bad_encoding(skip, tsv, file_id)):
         if not line.strip():
             continue

@@ -46,14 +46,12 @@ import logging
 import os
 
 from speechmapper_plugin.data.preparation import (
-    field_of,
+    corpus_rows,
     layout_error,
     prepare_cli,
     run_preparation,
-    skip_bad_encoding,
 )
 from speechmapper_plugin.utils.text import normalize_text
-from speechmapper_plugin.utils.textfiles import delimited_rows
 
 logger = logging.getLogger(__name__)
 
@@ -108,42 +106,25 @@ def read_split(data_folder, split, skip):
     root = find_root(data_folder, split)
     tsv = os.path.join(root, f"asr_{split}.tsv")
     fallbacks = 0
-    header = []
-    rows = delimited_rows(
+    rows = corpus_rows(
         tsv,
-        skip_bad_encoding(skip, tsv, field_of(header, "id")),
+        skip,
+        REQUIRED_COLUMNS,
+        "id",
+        (DATASET, data_folder, EXPECTED_LAYOUT, HINT),
         delimiter="\t",
         quoting=csv.QUOTE_NONE,
     )
-    header[:] = next(rows, (0, []))[1]
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise layout_error(
-            DATASET,
-            data_folder,
-            EXPECTED_LAYOUT,
-            f"{tsv} has the header {header}, without the columns {missing}. " + HINT,
-        )
-    index = {name: i for i, name in enumerate(header)}
-    for line_no, fields in rows:
-        if not any(field.strip() for field in fields):
-            continue  # blank line
-        utt_id = fields[index["id"]].strip() if len(fields) > index["id"] else ""
-        if len(fields) != len(header):
-            skip(
-                utt_id or f"line{line_no}",
-                "malformed_row",
-                f"{tsv}:{line_no}: {len(fields)} fields, {len(header)} expected",
-            )
-            continue
-        raw = fields[index["raw_text"]].strip()
+    for _, row in rows:
+        utt_id = row["id"].strip()
+        raw = row["raw_text"].strip()
         if not raw:
-            raw = fields[index["normalized_text"]].strip()
+            raw = row["normalized_text"].strip()
             fallbacks += bool(raw)
         yield {
             "ID": utt_id,
             "wav": os.path.join(root, utt_id[:4], f"{utt_id}.ogg"),
-            "spk_id": fields[index["speaker_id"]].strip(),
+            "spk_id": row["speaker_id"].strip(),
             "wrd": normalize_text(raw),
             "transcript": raw,
             "task": "asr",

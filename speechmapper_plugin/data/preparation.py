@@ -138,25 +138,77 @@ def skip_bad_encoding(skip, path, id_of=None):
     return bad_line
 
 
-def field_of(header, column, transform=None, delimiter="\t"):
-    """An ``id_of`` for ``skip_bad_encoding`` over a delimited file: the value of ``column``
-    in a line (``header`` is the list of column names, filled in once the header is read;
-    ``transform`` turns the value into the row id, e.g. a clip path into its stem).
+def corpus_rows(path, skip, required, id_column, layout, id_of=None, **csv_format):
+    """``(line_no, {column: value})`` of the well-formed rows of a corpus table with a header
+    (Common Voice / CoVoST / VoxPopuli tsv files), read with ``utils.textfiles.delimited_rows``.
+
+    Blank lines are ignored; a line that is not UTF-8 (``bad_encoding``) and a row with another
+    number of fields than the header (``malformed_row``) are skipped and listed with the file
+    and line; the row id of a skip is the ``id_column`` value (through ``id_of``).
+
+    Arguments
+    ---------
+    path : str
+        The table.
+    skip : SkipLog
+        The split's skip log.
+    required : sequence of str
+        Columns the header must have.
+    id_column : str
+        The column naming a row.
+    layout : tuple
+        ``(dataset, data_folder, expected, hint)``: the ``layout_error`` raised when required
+        columns are absent (the message names the file, its header and the missing columns).
+    id_of : callable, optional
+        Turns the ``id_column`` value into the row id (e.g. a clip path into its stem).
+    **csv_format
+        ``csv.reader`` options (``delimiter``, ``quoting``...).
 
     Example
     -------
-    >>> header = ["client_id", "path"]
-    >>> field_of(header, "path", lambda p: p.split(".")[0])("c1\\tclip_7.mp3\\n")
-    'clip_7'
+    >>> import csv, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "t.tsv")
+    >>> _ = open(p, "wb").write(b"id\\ttext\\na\\tok\\nb\\t\\xff\\nc\\n\\nd\\tfine\\n")
+    >>> skips = SkipLog("test")
+    >>> rows = corpus_rows(p, skips, ["text"], "id", ("X", "/x", "x.tsv", ""), delimiter="\\t")
+    >>> [(n, row["id"]) for n, row in rows]
+    [(2, 'a'), (6, 'd')]
+    >>> [(utt, reason) for utt, reason, _ in skips.rows]
+    [('b', 'bad_encoding'), ('c', 'malformed_row')]
     """
+    from speechmapper_plugin.utils.textfiles import delimited_rows
 
-    def id_of(text):
-        fields = text.rstrip("\r\n").split(delimiter)
-        at = header.index(column) if column in header else len(fields)
+    header = []
+
+    def row_id(fields):
+        at = header.index(id_column) if id_column in header else len(fields)
         value = fields[at].strip() if at < len(fields) else ""
-        return transform(value) if value and transform is not None else value
+        return id_of(value) if value and id_of is not None else value
 
-    return id_of
+    delimiter = csv_format.get("delimiter", ",")
+    bad_line = skip_bad_encoding(skip, path, lambda text: row_id(text.split(delimiter)))
+    rows = delimited_rows(path, bad_line, **csv_format)
+    header[:] = next(rows, (0, []))[1]
+    missing = [c for c in required if c not in header]
+    if missing:
+        dataset, data_folder, expected, hint = layout
+        raise layout_error(
+            dataset,
+            data_folder,
+            expected,
+            f"{path} has the header {header}, without the columns {missing}. {hint}",
+        )
+    for line_no, fields in rows:
+        if not any(field.strip() for field in fields):
+            continue  # blank line
+        if len(fields) != len(header):
+            skip(
+                row_id(fields) or f"line{line_no}",
+                "malformed_row",
+                f"{path}:{line_no}: {len(fields)} fields, {len(header)} expected",
+            )
+            continue
+        yield line_no, dict(zip(header, fields))
 
 
 def audio_duration(path):
