@@ -48,10 +48,12 @@ class EvalBrain(sb.Brain):
     SYSTEMS = ("speechmapper", "nearest", "transcript", "asr", "asr+llm")
     test_name = "test"
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.eval_precision == "fp32" and self.precision != "fp32":
-            # --precision=bf16 applies to evaluation as to training (--eval_precision wins)
+    def __init__(self, modules=None, hparams=None, run_opts=None, **kwargs):
+        super().__init__(modules=modules, hparams=hparams, run_opts=run_opts, **kwargs)
+        given = getattr(run_opts, "overridden_args", None)
+        given = set(run_opts or {}) if given is None else given
+        if "eval_precision" not in given and self.eval_precision != self.precision:
+            # --precision=bf16 applies to evaluation as to training (unless --eval_precision)
             from speechbrain.utils.autocast import AMPConfig, TorchAutocast
 
             self.eval_precision = self.precision

@@ -127,21 +127,19 @@ def _training_values(folder, feature_config):
     best = find_best_checkpoint(str(save_folder), min_key)
     trained = read_beside(best["path"])  # the cache the projector was trained on, if stored
 
-    if feature_config is None and "feature_folder" in tree:
-        feature_folder = _absolute_if_exists(_plain(tree["feature_folder"], "feature_folder"))
-        if os.path.isdir(str(feature_folder)):
-            feature_config = feature_folder
-        elif trained is None:
+    if feature_config is None and trained is None:  # saved before the config was stored
+        if "feature_folder" not in tree:
+            raise ValueError(
+                f"{hparams_path} has no feature_folder: pass feature_config= (the feature "
+                "cache folder or its cache.json)."
+            )
+        feature_config = _absolute_if_exists(_plain(tree["feature_folder"], "feature_folder"))
+        if not os.path.isdir(str(feature_config)):
             raise FileNotFoundError(
-                f"The feature cache {feature_folder} (feature_folder in {hparams_path}) is not "
+                f"The feature cache {feature_config} (feature_folder in {hparams_path}) is not "
                 "reachable from here; pass feature_config= (CLI: --feature-config) with the "
                 "feature cache folder or its cache.json."
             )
-    if feature_config is None and trained is None:
-        raise ValueError(
-            f"{hparams_path} has no feature_folder: pass feature_config= (the feature "
-            "cache folder or its cache.json)."
-        )
     description = trained if feature_config is None else _description(feature_config)
     if trained is not None and feature_config is not None:
         check_same_features(
@@ -307,12 +305,12 @@ def export_model(
     lowest validation WER for stage 1, lowest validation loss for stage 2),
     ``<out_folder>/hyperparams.yaml`` (``hparams/inference.yaml`` filled with the run's
     projector settings, LLM (``llm_source``, ``pad_token``, ``llm_dtype``, ``system_prompt``)
-    and the encoder of its feature cache's ``cache.json``), ``feature_config.json`` (the
-    cache configuration the projector was trained on, stored in its checkpoint: it is used when
-    the run's feature cache is not reachable, a ``feature_config`` that differs from it is an
-    error listing the fields, and loading the published model checks the encoder settings
-    against it) and ``export.json``. Local model paths are written as absolute paths. Re-exporting the same checkpoint does not copy it
-    again. An already published folder is accepted too (copied, with ``overrides``).
+    and the encoder of the feature cache it was trained on), ``feature_config.json`` (that
+    cache's configuration, stored in the checkpoint; loading the published model checks the
+    encoder settings against it) and ``export.json``. Checkpoints saved before the
+    configuration was stored take it from the run's ``feature_folder`` (its ``cache.json``).
+    Local model paths are written as absolute paths. Re-exporting the same checkpoint does not
+    copy it again. An already published folder is accepted too (copied, with ``overrides``).
 
     Arguments
     ---------
@@ -321,8 +319,10 @@ def export_model(
     out_folder : str
         The published folder to write (created; may be the same published folder).
     feature_config : str or dict, optional
-        The feature cache folder, its ``cache.json`` or its config, when the run's
-        ``feature_folder`` is not reachable from here and its checkpoint stores none.
+        The feature cache folder, its ``cache.json`` or its config: needed when the checkpoint
+        stores none and the run's ``feature_folder`` is not reachable from here; when the
+        checkpoint stores one, a ``feature_config`` that differs is an error listing the
+        fields.
     overrides : dict, optional
         Top-level keys of the inference template to set, e.g. ``{"llm_source":
         "meta-llama/Llama-3.1-8B-Instruct"}`` when training used a local copy of the LLM.

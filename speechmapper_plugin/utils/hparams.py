@@ -28,6 +28,8 @@ from collections.abc import Mapping
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
+from speechmapper_plugin.utils.textfiles import read_text
+
 logger = logging.getLogger(__name__)
 
 
@@ -62,8 +64,7 @@ def load_hparams(hparams_file, overrides=None):
     ...
     ValueError: --lr=abc: expected a number (float), as 0.1 in ..., got the string 'abc'.
     """
-    with open(hparams_file, encoding="utf-8") as fin:
-        text = fin.read()
+    text = read_text(hparams_file)  # a byte that is not UTF-8: its line is named
     overrides = check_overrides(hparams_file, overrides, text=text)
     try:
         return load_hyperpyyaml(text, overrides or {})
@@ -159,8 +160,7 @@ def check_overrides(hparams_file, overrides, text=None):
     else:
         raise TypeError(f"Overrides must be YAML text or a dict, got {type(overrides).__name__}.")
     if text is None:
-        with open(hparams_file, encoding="utf-8") as fin:
-            text = fin.read()
+        text = read_text(hparams_file)
     try:
         tree = YAML().load(text)
     except YAMLError:  # not ours to report: hyperpyyaml names the problem when it loads
