@@ -32,9 +32,9 @@ official scoring groups segments by talk through this column), ``wrd`` (MMS-norm
 transcript), ``transcript`` (the English seg as released), ``tgt`` / ``tgt_lang`` (ST) and
 ``task`` (``asr`` or ``st``). Rows are written in XML order (talk by talk, seg order): the
 talk-level scoring concatenates hypotheses in that order. Segments whose wav is missing or
-unreadable, empty transcripts or translations, duplicates and segments longer than
-``max_duration`` are skipped, counted and listed in ``<save_folder>/<split>.skipped.tsv``
-(a skipped segment counts as an empty hypothesis in the official talk-level scoring). A
+unreadable, empty transcripts or translations, translation lines that are not UTF-8,
+duplicates and segments longer than ``max_duration`` are skipped, counted and listed in
+``<save_folder>/<split>.skipped.tsv`` (a skipped segment counts as an empty hypothesis in the official talk-level scoring). A
 translation XML whose seg ids are not those of the English XML, or a translations file whose
 line count differs from the English segment count, is an error.
 
@@ -56,6 +56,7 @@ import xml.etree.ElementTree as ET
 
 from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
 from speechmapper_plugin.utils.text import normalize_text
+from speechmapper_plugin.utils.textfiles import TextEncodingError, decoded_lines
 
 logger = logging.getLogger(__name__)
 
@@ -146,20 +147,10 @@ def read_xml(path):
     return segments
 
 
-def read_lines(path):
-    """The lines of a UTF-8 text file, split on ``\\n`` only."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            lines = f.read().split("\n")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{DATASET}: {path} is not UTF-8 text ({err}).") from None
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
-
-
 def _translations(folder, set_name, tgt, english, translations_folder, data_folder):
-    """``seg_id -> translation`` of one target: the release XML, else the translations file."""
+    """``seg_id -> translation`` of one target: the release XML, else the translations file
+    (read line by line: a line that is not UTF-8 maps its seg to a ``TextEncodingError``, and
+    that segment is skipped as ``bad_encoding``)."""
     path = xml_file(folder, set_name, tgt)
     if os.path.isfile(path):
         segments = read_xml(path)
@@ -174,14 +165,17 @@ def _translations(folder, set_name, tgt, english, translations_folder, data_fold
     if translations_folder:
         path = translation_file(translations_folder, set_name, tgt)
         if os.path.isfile(path):
-            lines = read_lines(path)
+            lines = list(decoded_lines(path))
             if len(lines) != len(english):
                 raise ValueError(
                     f"{DATASET}: {path} has {len(lines)} lines but the English XML of {set_name} "
                     f"has {len(english)} segments; line i must translate the i-th English "
                     f"segment ({xml_file(folder, set_name, SOURCE)})."
                 )
-            return {seg: line.strip() for (_, seg, _), line in zip(english, lines)}
+            return {
+                seg: line.strip() if problem is None else TextEncodingError(path, no, problem)
+                for (_, seg, _), (no, line, problem) in zip(english, lines)
+            }
     found = sorted(os.listdir(os.path.join(folder, "text", "xml")))
     missing = xml_file(folder, set_name, tgt)
     if translations_folder:
@@ -230,7 +224,15 @@ def read_split(data_folder, split, skip, translations_folder=None):
             "task": "asr" if tgt is None else "st",
         }
         if tgt is not None:
-            row.update(tgt=translations.get(seg, ""), tgt_lang=tgt)
+            translation = translations.get(seg, "")
+            if isinstance(translation, TextEncodingError):
+                skip(
+                    row["ID"],
+                    "bad_encoding",
+                    f"{translation.path}:{translation.line}: {translation.detail}",
+                )
+                continue
+            row.update(tgt=translation, tgt_lang=tgt)
             if not row["tgt"]:
                 skip(row["ID"], "empty_tgt", f"no en-{tgt} translation of seg {seg}")
                 continue

@@ -40,8 +40,8 @@ path of the mp3), ``spk_id`` (``client_id``), ``wrd`` (MMS-normalized ``sentence
 ``transcript`` (``sentence`` as released), ``tgt`` (``translation``, kept exactly, e.g. Chinese),
 ``tgt_lang`` (ISO 639-1 code) and ``task`` (``st``). Rows whose clip is missing or unreadable,
 whose sentence normalizes to nothing or whose translation is empty, duplicate clips, malformed
-lines, clips not in ``validated.tsv`` and clips longer than ``max_duration`` are skipped, counted
-and listed in ``<save_folder>/<split>.skipped.tsv``.
+lines, lines that are not UTF-8 (``bad_encoding``), clips not in ``validated.tsv`` and clips
+longer than ``max_duration`` are skipped, counted and listed in ``<save_folder>/<split>.skipped.tsv``.
 
 Usage::
 
@@ -58,7 +58,12 @@ import logging
 import os
 import re
 
-from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
+from speechmapper_plugin.data.preparation import (
+    corpus_rows,
+    layout_error,
+    prepare_cli,
+    run_preparation,
+)
 from speechmapper_plugin.utils.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -152,31 +157,17 @@ def find_cv_root(data_folder):
 
 def read_tsv(path, required, data_folder, skip):
     """``(line_no, {column: value})`` for the well-formed lines of a tsv file (a
-    ``layout_error`` when a required column is missing; malformed lines are skipped)."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, **TSV_FORMAT)
-        header = next(reader, [])
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise layout_error(
-                DATASET,
-                data_folder,
-                EXPECTED_LAYOUT,
-                f"{path} has the header {header}, without the columns {missing}. " + HINT,
-            )
-        for fields in reader:
-            if not any(field.strip() for field in fields):
-                continue  # blank line
-            if len(fields) != len(header):
-                at = header.index("path") if "path" in header else len(fields)
-                clip = fields[at].strip() if at < len(fields) else ""
-                skip(
-                    clip_id(clip) if clip else f"line{reader.line_num}",
-                    "malformed_row",
-                    f"{path}:{reader.line_num}: {len(fields)} fields, {len(header)} expected",
-                )
-                continue
-            yield reader.line_num, dict(zip(header, fields))
+    ``layout_error`` when a required column is missing; malformed lines and lines that are not
+    UTF-8 are skipped)."""
+    return corpus_rows(
+        path,
+        skip,
+        required,
+        "path",
+        (DATASET, data_folder, EXPECTED_LAYOUT, HINT),
+        id_of=clip_id,
+        **TSV_FORMAT,
+    )
 
 
 def clip_id(clip):

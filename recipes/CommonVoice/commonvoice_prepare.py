@@ -31,8 +31,8 @@ Columns written (``<save_folder>/<split>.csv``): ``ID`` (clip file stem, e.g.
 ``common_voice_en_19664034``), ``duration``, ``wav`` (absolute path of the mp3), ``spk_id``
 (``client_id``), ``wrd`` (MMS-normalized ``sentence``), ``transcript`` (``sentence`` as
 released) and ``task`` (``asr``). Rows whose clip is missing or unreadable, whose sentence
-normalizes to nothing, duplicate clips, malformed lines and clips longer than ``max_duration``
-are skipped, counted and listed in ``<save_folder>/<split>.skipped.tsv``.
+normalizes to nothing, duplicate clips, malformed lines, lines that are not UTF-8 and clips
+longer than ``max_duration`` are skipped, counted and listed in ``<save_folder>/<split>.skipped.tsv``.
 
 Usage::
 
@@ -50,7 +50,12 @@ import logging
 import os
 import re
 
-from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
+from speechmapper_plugin.data.preparation import (
+    corpus_rows,
+    layout_error,
+    prepare_cli,
+    run_preparation,
+)
 from speechmapper_plugin.utils.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -153,43 +158,36 @@ def find_root(data_folder, split, version):
     return root
 
 
+def clip_stem(clip):
+    """``clips/common_voice_en_1.mp3`` -> ``common_voice_en_1`` (the row id)."""
+    return os.path.splitext(os.path.basename(clip))[0]
+
+
 def read_split(data_folder, split, skip, version):
     """Candidate manifest rows of one split (see the module docstring)."""
     root = find_root(data_folder, split, version)
     tsv = os.path.join(root, f"{split}.tsv")
-    with open(tsv, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, [])
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise layout_error(
-                DATASET,
-                data_folder,
-                EXPECTED_LAYOUT,
-                f"{tsv} has the header {header}, without the columns {missing}. " + HINT,
-            )
-        index = {name: i for i, name in enumerate(header)}
-        for fields in reader:
-            if not any(field.strip() for field in fields):
-                continue  # blank line
-            clip = fields[index["path"]].strip() if len(fields) > index["path"] else ""
-            utt_id = os.path.splitext(os.path.basename(clip))[0]
-            if len(fields) != len(header):
-                skip(
-                    utt_id or f"line{reader.line_num}",
-                    "malformed_row",
-                    f"{tsv}:{reader.line_num}: {len(fields)} fields, {len(header)} expected",
-                )
-                continue
-            sentence = fields[index["sentence"]].strip()
-            yield {
-                "ID": utt_id,
-                "wav": os.path.join(root, "clips", clip),
-                "spk_id": fields[index["client_id"]].strip(),
-                "wrd": normalize_text(sentence),
-                "transcript": sentence,
-                "task": "asr",
-            }
+    rows = corpus_rows(
+        tsv,
+        skip,
+        REQUIRED_COLUMNS,
+        "path",
+        (DATASET, data_folder, EXPECTED_LAYOUT, HINT),
+        id_of=clip_stem,
+        delimiter="\t",
+        quoting=csv.QUOTE_NONE,
+    )
+    for _, row in rows:
+        clip = row["path"].strip()
+        sentence = row["sentence"].strip()
+        yield {
+            "ID": clip_stem(clip),
+            "wav": os.path.join(root, "clips", clip),
+            "spk_id": row["client_id"].strip(),
+            "wrd": normalize_text(sentence),
+            "transcript": sentence,
+            "task": "asr",
+        }
 
 
 def prepare_commonvoice(

@@ -37,8 +37,12 @@ speech's ``.m4a``), ``start``/``stop`` (seconds in that file), ``spk_id``, ``wrd
 ``tgt_lang`` (``<tgt>``) and ``task`` (``st``). Segments whose speech audio is missing or not
 readable (the m4a header is probed once per speech with PyAV), that end more than
 ``SEGMENT_TOLERANCE`` seconds after the end of their speech, malformed ``segments.lst`` lines,
-duplicate segments, empty transcripts or translations and segments longer than ``max_duration``
-are skipped, counted and listed in ``<save_folder>/<split>.skipped.tsv``. A ``segments.lst``
+lines that are not UTF-8 (in any of the three parallel files), duplicate segments, empty
+transcripts or translations and segments longer than ``max_duration`` are skipped, counted and
+listed in ``<save_folder>/<split>.skipped.tsv``. A segment that ends after its speech but within
+``SEGMENT_TOLERANCE`` (alignment slack) is cut to the end of the audio: its ``stop`` and
+``duration`` describe audio that exists (the ``ID`` keeps the released times); how many were
+cut is logged. A ``segments.lst``
 whose line count differs from that of ``segments.en`` / ``segments.<tgt>`` is a corrupt download:
 ``ValueError``.
 
@@ -58,6 +62,7 @@ import os
 
 from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
 from speechmapper_plugin.utils.text import normalize_text
+from speechmapper_plugin.utils.textfiles import decoded_lines, text_lines
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +73,8 @@ TARGETS = ("de", "es", "fr", "it", "nl", "pl", "pt", "ro")
 PAPER_TARGETS = ("es", "fr", "de", "it")
 SETS = ("train", "train-noisy", "dev", "test")
 SPLITS = tuple(f"{s}_{SOURCE}-{t}" for s in SETS for t in TARGETS)
-# A segment may end this many seconds after the end of its speech (alignment slack).
+# A segment may end this many seconds after the end of its speech (alignment slack); it is then
+# cut to the end of the audio. Later ends are skipped (segment_beyond_audio).
 SEGMENT_TOLERANCE = 0.5
 EXPECTED_LAYOUT = (
     "<data_folder>/v1.1/en/<tgt>/<set>/segments.lst (lines '<speech_id> <start> <end>') with "
@@ -118,18 +124,9 @@ def find_root(data_folder):
 
 
 def read_lines(path):
-    """The lines of a text file, split on ``\\n`` only (a translation may hold other Unicode
-    line separators, which ``str.splitlines`` would split on)."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            lines = f.read().split("\n")
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f"{DATASET}: {path} is not UTF-8 text ({err}): corrupt download?"
-        ) from None
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
+    """The lines of a metadata text file (``speeches.lst``, ``speakers.lst``), split on ``\n``
+    only; a line that is not UTF-8 is an error naming the file and line."""
+    return [line for _, line in text_lines(path)]
 
 
 def speaker_map(folder):
@@ -203,8 +200,12 @@ def read_split(data_folder, split, skip):
         raise layout_error(
             DATASET, data_folder, EXPECTED_LAYOUT, f"{audios} does not exist. " + HINT
         )
-    segments = read_lines(files["segments.lst"])
-    texts = {name: read_lines(path) for name, path in files.items() if name != "segments.lst"}
+    # Line i of the three files describes segment i: they are decoded line by line, and a
+    # segment with a line that is not UTF-8 is skipped (bad_encoding), the others are kept.
+    segments = list(decoded_lines(files["segments.lst"]))
+    texts = {
+        name: list(decoded_lines(path)) for name, path in files.items() if name != "segments.lst"
+    }
     for name, lines in texts.items():
         if len(lines) != len(segments):
             raise ValueError(
@@ -213,24 +214,35 @@ def read_split(data_folder, split, skip):
                 f"download: unpack {VERSION}.tar.gz again)."
             )
     speakers = speaker_map(folder)
-    durations = {}
-    sources, targets = texts[f"segments.{SOURCE}"], texts[f"segments.{target}"]
-    for line_no, (line, source, translation) in enumerate(zip(segments, sources, targets), 1):
+    durations, clamped = {}, 0
+    names = ["segments.lst", f"segments.{SOURCE}", f"segments.{target}"]
+    parallel = zip(segments, texts[names[1]], texts[names[2]])
+    for (line_no, line, bad_lst), (_, source, bad_src), (_, translation, bad_tgt) in parallel:
         fields = line.split()
+        problems = [
+            f"{files[name]}:{line_no}: {problem}"
+            for name, problem in zip(names, (bad_lst, bad_src, bad_tgt))
+            if problem is not None
+        ]
         try:
             if len(fields) != 3:
                 raise ValueError
             speech, start, stop = fields[0], float(fields[1]), float(fields[2])
             if not (math.isfinite(start) and math.isfinite(stop)):
                 raise ValueError
+            utt_id = f"{speech}_{round(start * 1000):07d}_{round(stop * 1000):07d}"
         except ValueError:
+            utt_id = None
+        if problems:
+            skip(utt_id or f"line{line_no}", "bad_encoding", "; ".join(problems))
+            continue
+        if utt_id is None:
             skip(
                 fields[0] if fields else f"line{line_no}",
                 "malformed_segment",
                 f"{files['segments.lst']}:{line_no}: {line!r}",
             )
             continue
-        utt_id = f"{speech}_{round(start * 1000):07d}_{round(stop * 1000):07d}"
         wav = os.path.join(audios, f"{speech}.m4a")
         if os.path.isfile(wav):  # a missing file is left to run_preparation (missing_audio)
             if wav not in durations:
@@ -242,6 +254,12 @@ def read_split(data_folder, split, skip):
             if length is not None and stop > length + SEGMENT_TOLERANCE:
                 skip(utt_id, "segment_beyond_audio", f"ends at {stop}s, {wav} lasts {length:.2f}s")
                 continue
+            if length is not None and stop > length:  # alignment slack: cut to the audio
+                if start >= length:
+                    skip(utt_id, "segment_beyond_audio", f"starts at {start}s, after its audio")
+                    continue
+                clamped += 1
+                stop = length
         yield {
             "ID": f"{utt_id}-{target}",
             "audio_id": utt_id,
@@ -255,6 +273,15 @@ def read_split(data_folder, split, skip):
             "tgt_lang": target,
             "task": "st",
         }
+    if clamped:
+        logger.info(
+            "%s %s: %d segment(s) ended up to %.1f s after their audio; their stop (and "
+            "duration) is cut to the end of the audio.",
+            DATASET,
+            split,
+            clamped,
+            SEGMENT_TOLERANCE,
+        )
 
 
 def prepare_europarlst(data_folder, save_folder, splits, max_duration=None, skip_prep=False):
@@ -293,7 +320,11 @@ def prepare_europarlst(data_folder, save_folder, splits, max_duration=None, skip
         required=["wrd", "tgt"],
         max_duration=max_duration,
         skip_prep=skip_prep,
-        options={"version": VERSION, "segment_tolerance": SEGMENT_TOLERANCE},
+        options={
+            "version": VERSION,
+            "segment_tolerance": SEGMENT_TOLERANCE,
+            "overshoot": "cut to the audio",
+        },
     )
 
 

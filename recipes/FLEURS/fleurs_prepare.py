@@ -31,7 +31,8 @@ wav), ``wav`` (absolute path), ``wrd`` (MMS-normalized ``raw_transcription``), `
 (``raw_transcription``; the normalized ``transcription`` column when it is empty) and ``task``
 (``asr``). FLEURS has no speaker ids, so there is no ``spk_id`` column. Rows whose audio is
 missing or unreadable, whose transcript normalizes to nothing, duplicate file names, malformed
-lines and rows longer than ``max_duration`` are skipped, counted and listed in
+lines, lines that are not UTF-8 and rows longer than ``max_duration`` are skipped, counted and
+listed in
 ``<save_folder>/<split>.skipped.tsv``.
 
 Usage::
@@ -46,8 +47,14 @@ speechmapper developers, 2026
 import logging
 import os
 
-from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
+from speechmapper_plugin.data.preparation import (
+    layout_error,
+    prepare_cli,
+    run_preparation,
+    skip_bad_encoding,
+)
 from speechmapper_plugin.utils.text import normalize_text
+from speechmapper_plugin.utils.textfiles import text_lines
 
 logger = logging.getLogger(__name__)
 
@@ -112,32 +119,34 @@ def read_split(data_folder, split, skip):
     tsv = os.path.join(root, f"{split}.tsv")
     audio = os.path.join(root, "audio", split)
     fallbacks = 0
-    with open(tsv, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            file_name = fields[1].strip() if len(fields) > 1 else ""
-            utt_id = os.path.splitext(file_name)[0]
-            if len(fields) != N_COLUMNS or not file_name:
-                skip(
-                    utt_id or f"line{line_no}",
-                    "malformed_row",
-                    f"{tsv}:{line_no}: {len(fields)} fields, {N_COLUMNS} expected",
-                )
-                continue
-            raw = fields[2].strip()
-            if not raw:
-                raw = fields[3].strip()
-                fallbacks += bool(raw)
-            yield {
-                "ID": utt_id,
-                "wav": os.path.join(audio, file_name),
-                "wrd": normalize_text(raw),
-                "transcript": raw,
-                "task": "asr",
-            }
+
+    def file_id(text):  # the row id of a line that is not UTF-8
+        return os.path.splitext(text.split("\t")[1].strip())[0]
+
+    for line_no, line in text_lines(tsv, skip_bad_encoding(skip, tsv, file_id)):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        file_name = fields[1].strip() if len(fields) > 1 else ""
+        utt_id = os.path.splitext(file_name)[0]
+        if len(fields) != N_COLUMNS or not file_name:
+            skip(
+                utt_id or f"line{line_no}",
+                "malformed_row",
+                f"{tsv}:{line_no}: {len(fields)} fields, {N_COLUMNS} expected",
+            )
+            continue
+        raw = fields[2].strip()
+        if not raw:
+            raw = fields[3].strip()
+            fallbacks += bool(raw)
+        yield {
+            "ID": utt_id,
+            "wav": os.path.join(audio, file_name),
+            "wrd": normalize_text(raw),
+            "transcript": raw,
+            "task": "asr",
+        }
     if fallbacks:
         logger.info(
             "%s %s: %d rows have an empty raw_transcription; their transcription is used.",

@@ -62,6 +62,7 @@ import re
 from speechmapper_plugin.data.manifests import ANSWER_SEPARATOR
 from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
 from speechmapper_plugin.utils.text import normalize_text
+from speechmapper_plugin.utils.textfiles import read_text, text_lines
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +155,7 @@ def find_subset(librispeech_folder, subset):
 
 def load_entries(path, data_folder):
     """The list of entries of a LibriSQA JSON file (a JSON list; JSON lines are accepted too)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = read_text(path)
     if text.startswith("version https://git-lfs.github.com/spec"):
         raise layout_error(
             DATASET,
@@ -183,10 +183,26 @@ def load_entries(path, data_folder):
 
 
 class TranscriptIndex:
-    """LibriSpeech ``<speaker>-<chapter>.trans.txt`` transcripts, read once per chapter."""
+    """LibriSpeech ``<speaker>-<chapter>.trans.txt`` transcripts, read once per chapter (a line
+    that is not UTF-8 is logged with its file and line and left out: its utterance falls back
+    to the JSON ``text``)."""
 
     def __init__(self):
         self.chapters = {}
+
+    @staticmethod
+    def _bad_line(path):
+        def bad_line(line_no, text, problem):
+            logger.warning(
+                "%s: %s:%d is not UTF-8 (%s); the JSON 'text' of %s is used instead.",
+                DATASET,
+                path,
+                line_no,
+                problem,
+                text.split(" ", 1)[0],
+            )
+
+        return bad_line
 
     def get(self, folder, utt_id):
         """Transcript of ``utt_id`` from the ``trans.txt`` of its chapter ``folder`` ("" if none)."""
@@ -195,11 +211,10 @@ class TranscriptIndex:
             lines = {}
             path = os.path.join(folder, f"{speaker}-{chapter}.trans.txt")
             if os.path.isfile(path):
-                with open(path, encoding="utf-8") as f:
-                    for line in f:
-                        key, _, text = line.strip().partition(" ")
-                        if key:
-                            lines[key] = text.strip()
+                for _, line in text_lines(path, self._bad_line(path)):
+                    key, _, text = line.strip().partition(" ")
+                    if key:
+                        lines[key] = text.strip()
             self.chapters[folder] = lines
         return self.chapters[folder].get(utt_id, "")
 

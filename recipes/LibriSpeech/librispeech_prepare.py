@@ -7,8 +7,9 @@ Expected layout (as unpacked from openslr.org/12, or the project's synthetic min
 
 (``data_folder`` may also be the ``LibriSpeech`` folder itself.) One ``<split>.csv`` per split
 with columns ``ID, duration, wav, spk_id, wrd``; ``wrd`` is the MMS-normalized transcript
-(paper Sec. 3). Utterances whose audio is missing or unreadable, whose transcript is empty, or
-that are longer than ``max_duration`` seconds are skipped; every skip is counted, logged and
+(paper Sec. 3). Utterances whose audio is missing or unreadable, whose transcript is empty or
+not UTF-8 (``bad_encoding``, with its file and line), or that are longer than ``max_duration``
+seconds are skipped; every skip is counted, logged and
 listed in ``<save_folder>/<split>.skipped.tsv``.
 
 Usage (normally called by the training scripts through ``run_on_main``)::
@@ -25,8 +26,9 @@ import glob
 import logging
 import os
 
-from speechmapper_plugin.data.preparation import prepare_cli, run_preparation
+from speechmapper_plugin.data.preparation import prepare_cli, run_preparation, skip_bad_encoding
 from speechmapper_plugin.utils.text import normalize_text
+from speechmapper_plugin.utils.textfiles import text_lines
 
 logger = logging.getLogger(__name__)
 
@@ -77,22 +79,22 @@ def prepare_split(root, split, skip):
         )
     for trans in trans_files:
         folder = os.path.dirname(trans)
-        with open(trans, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                utt_id, _, text = line.partition(" ")
-                words = normalize_text(text)
-                if not words:
-                    skip(utt_id, "empty_transcript", f"{trans}:{line_no}")
-                    continue
-                yield {
-                    "ID": utt_id,
-                    "wav": os.path.join(folder, f"{utt_id}.flac"),
-                    "spk_id": utt_id.split("-")[0],
-                    "wrd": words,
-                }
+        bad_line = skip_bad_encoding(skip, trans, lambda text: text.split()[0])
+        for line_no, line in text_lines(trans, bad_line):
+            line = line.strip()
+            if not line:
+                continue
+            utt_id, _, text = line.partition(" ")
+            words = normalize_text(text)
+            if not words:
+                skip(utt_id, "empty_transcript", f"{trans}:{line_no}")
+                continue
+            yield {
+                "ID": utt_id,
+                "wav": os.path.join(folder, f"{utt_id}.flac"),
+                "spk_id": utt_id.split("-")[0],
+                "wrd": words,
+            }
 
 
 def prepare_librispeech(data_folder, save_folder, splits, max_duration=None, skip_prep=False):

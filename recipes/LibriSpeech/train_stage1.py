@@ -20,14 +20,16 @@ import speechbrain as sb
 from librispeech_prepare import prepare_librispeech
 from speechbrain.utils.distributed import run_on_main
 
+from speechmapper_plugin.data.cache_config import track_feature_cache
 from speechmapper_plugin.data.datasets import dataio_prepare
 from speechmapper_plugin.data.samplers import train_loader_kwargs
 from speechmapper_plugin.training.stage1 import Stage1Brain
-from speechmapper_plugin.utils.hparams import load_hparams
+from speechmapper_plugin.utils.hparams import load_hparams, parse_arguments
 
 if __name__ == "__main__":
-    # 1. Hyperparameters and experiment folder (--key=value overrides any YAML key)
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    # 1. Hyperparameters and experiment folder (--key=value overrides any YAML key; the
+    #    overrides are type-checked against the YAML before anything is loaded or written)
+    hparams_file, run_opts, overrides = parse_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
     hparams = load_hparams(hparams_file, overrides)
     sb.create_experiment_directory(
@@ -48,9 +50,11 @@ if __name__ == "__main__":
         },
     )
 
-    # 3. Datasets (features from the cache, targets tokenized for the frozen LLM)
+    # 3. Datasets (features from the cache, targets tokenized for the frozen LLM); every
+    #    checkpoint stores the cache's configuration (checked by stage 2 and evaluation)
     tokenizer = hparams["embeddings"].tokenizer
     train_data, valid_data, test_datasets = dataio_prepare(hparams, tokenizer)
+    track_feature_cache(hparams["checkpointer"], hparams["feature_folder"])
 
     # 4. Brain
     brain = Stage1Brain(

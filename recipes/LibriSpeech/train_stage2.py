@@ -20,15 +20,17 @@ import speechbrain as sb
 from librispeech_prepare import prepare_librispeech
 from speechbrain.utils.distributed import run_on_main
 
+from speechmapper_plugin.data.cache_config import check_projector_cache, track_feature_cache
 from speechmapper_plugin.data.datasets import dataio_prepare
 from speechmapper_plugin.data.samplers import fixed_steps_loader_kwargs
 from speechmapper_plugin.models.projectors import check_llm_width, load_projector_checkpoint
 from speechmapper_plugin.training.stage2 import Stage2Brain
-from speechmapper_plugin.utils.hparams import load_hparams
+from speechmapper_plugin.utils.hparams import load_hparams, parse_arguments
 
 if __name__ == "__main__":
-    # 1. Hyperparameters and experiment folder (--key=value overrides any YAML key)
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    # 1. Hyperparameters and experiment folder (--key=value overrides any YAML key; the
+    #    overrides are type-checked against the YAML before anything is loaded or written)
+    hparams_file, run_opts, overrides = parse_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
     hparams = load_hparams(hparams_file, overrides)
     sb.create_experiment_directory(
@@ -49,11 +51,15 @@ if __name__ == "__main__":
         },
     )
 
-    # 3. Datasets and the stage-1 projector (a resumed run reloads its own checkpoint)
+    # 3. The stage-1 projector, checked against the LLM width and against the feature cache
+    #    (the features must be made as its training features); then the datasets. Every
+    #    checkpoint stores the cache's configuration. A resumed run reloads its own checkpoint.
     llm = hparams["llm"]
     check_llm_width(hparams["projector"], llm.embed_dim, hparams["llm_source"])
+    stage1 = load_projector_checkpoint(hparams["projector"], hparams["stage1_checkpoint"])
+    check_projector_cache(stage1, hparams["feature_folder"])
+    track_feature_cache(hparams["checkpointer"], hparams["feature_folder"])
     train_data, valid_data, test_datasets = dataio_prepare(hparams, llm.tokenizer)
-    load_projector_checkpoint(hparams["projector"], hparams["stage1_checkpoint"])
 
     # 4. Brain
     brain = Stage2Brain(

@@ -68,6 +68,7 @@ import soundfile
 from speechmapper_plugin.data.manifests import ANSWER_SEPARATOR
 from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
 from speechmapper_plugin.utils.text import normalize_text
+from speechmapper_plugin.utils.textfiles import read_text
 
 logger = logging.getLogger(__name__)
 
@@ -146,9 +147,8 @@ def index_sentence_wavs(folder):
 def load_squad_json(path, data_folder):
     """The ``data`` list of a SQuAD-format JSON file (raises ``layout_error`` otherwise)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            content = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        content = json.loads(read_text(path))  # a byte that is not UTF-8: its line is named
+    except json.JSONDecodeError as err:
         raise layout_error(
             DATASET, data_folder, EXPECTED_LAYOUT, f"{path} is not JSON ({err}). " + HINT
         ) from None

@@ -29,7 +29,7 @@ Columns written (``<save_folder>/<split>.csv``): ``ID`` (the tsv ``id``), ``dura
 ``speechmapper_plugin.utils.text.normalize_text``), ``transcript`` (the raw transcript: ``raw_text``,
 or ``normalized_text`` when ``raw_text`` is empty; the number of such fallbacks is logged) and
 ``task`` (``asr``). Rows whose audio is missing or unreadable, whose transcript normalizes to
-nothing, duplicate ids, malformed tsv lines and rows longer than ``max_duration`` are skipped,
+nothing, duplicate ids, malformed tsv lines, lines that are not UTF-8 and rows longer than ``max_duration`` are skipped,
 counted and listed in ``<save_folder>/<split>.skipped.tsv``.
 
 Usage::
@@ -45,7 +45,12 @@ import csv
 import logging
 import os
 
-from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
+from speechmapper_plugin.data.preparation import (
+    corpus_rows,
+    layout_error,
+    prepare_cli,
+    run_preparation,
+)
 from speechmapper_plugin.utils.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -101,41 +106,29 @@ def read_split(data_folder, split, skip):
     root = find_root(data_folder, split)
     tsv = os.path.join(root, f"asr_{split}.tsv")
     fallbacks = 0
-    with open(tsv, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, [])
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise layout_error(
-                DATASET,
-                data_folder,
-                EXPECTED_LAYOUT,
-                f"{tsv} has the header {header}, without the columns {missing}. " + HINT,
-            )
-        index = {name: i for i, name in enumerate(header)}
-        for fields in reader:
-            if not any(field.strip() for field in fields):
-                continue  # blank line
-            utt_id = fields[index["id"]].strip() if len(fields) > index["id"] else ""
-            if len(fields) != len(header):
-                skip(
-                    utt_id or f"line{reader.line_num}",
-                    "malformed_row",
-                    f"{tsv}:{reader.line_num}: {len(fields)} fields, {len(header)} expected",
-                )
-                continue
-            raw = fields[index["raw_text"]].strip()
-            if not raw:
-                raw = fields[index["normalized_text"]].strip()
-                fallbacks += bool(raw)
-            yield {
-                "ID": utt_id,
-                "wav": os.path.join(root, utt_id[:4], f"{utt_id}.ogg"),
-                "spk_id": fields[index["speaker_id"]].strip(),
-                "wrd": normalize_text(raw),
-                "transcript": raw,
-                "task": "asr",
-            }
+    rows = corpus_rows(
+        tsv,
+        skip,
+        REQUIRED_COLUMNS,
+        "id",
+        (DATASET, data_folder, EXPECTED_LAYOUT, HINT),
+        delimiter="\t",
+        quoting=csv.QUOTE_NONE,
+    )
+    for _, row in rows:
+        utt_id = row["id"].strip()
+        raw = row["raw_text"].strip()
+        if not raw:
+            raw = row["normalized_text"].strip()
+            fallbacks += bool(raw)
+        yield {
+            "ID": utt_id,
+            "wav": os.path.join(root, utt_id[:4], f"{utt_id}.ogg"),
+            "spk_id": row["speaker_id"].strip(),
+            "wrd": normalize_text(raw),
+            "transcript": raw,
+            "task": "asr",
+        }
     if fallbacks:
         logger.info(
             "%s %s: %d rows have an empty raw_text; their normalized_text is used instead.",

@@ -5,6 +5,7 @@
 - ``datasets``: SpeechBrain datasets of every stage (cached features + tokenized targets).
 - ``samplers``: task/language mixtures, interleaved speech/text batches, loader settings.
 - ``preparation``: the contract every dataset's ``*_prepare.py`` follows (``run_preparation``).
+- ``cache_config``: the feature-cache configuration stored with projector checkpoints and checked.
 """
 
 from speechmapper_plugin.data.datasets import (

@@ -30,8 +30,9 @@ from speechmapper_plugin.features.cache import FeatureCache
 logger = logging.getLogger(__name__)
 
 
-def _load_manifests(csv_paths):
-    """One DynamicItemDataset over one or several manifests (unique IDs checked)."""
+def _load_manifests(csv_paths, nonempty=()):
+    """One DynamicItemDataset over one or several manifests (unique IDs checked; every row
+    holds a non-blank value in the ``nonempty`` columns present, else the line is named)."""
     if isinstance(csv_paths, str):
         csv_paths = [csv_paths]
     data = {}
@@ -42,6 +43,13 @@ def _load_manifests(csv_paths):
                 "(it runs automatically unless skip_prep=True)."
             )
         rows = read_manifest(csv_path)
+        for column in nonempty:
+            empty = [i for i, row in rows.items() if column in row and not row[column].strip()]
+            if empty:
+                raise ValueError(
+                    f"Manifest {csv_path}: {len(empty)} row(s) have an empty {column!r}, e.g. "
+                    f"{empty[:3]}; every row needs one (fill it in or remove the row)."
+                )
         if not rows:
             raise ValueError(f"Manifest {csv_path} holds no utterance.")
         duplicates = data.keys() & rows.keys()
@@ -63,7 +71,7 @@ def _columns(row):
 
 def _load_task_manifests(csv_paths, task, columns, what="task"):
     """The manifests of one task as a dataset, checked to hold ``columns``."""
-    dataset, csv_path = _load_manifests(csv_paths)
+    dataset, csv_path = _load_manifests(csv_paths, nonempty=columns)
     first = dataset.data[dataset.data_ids[0]]
     missing = [c for c in columns if c not in first]
     if missing:
@@ -136,7 +144,7 @@ def load_asr_dataset(csv_paths, feature_cache, tokenizer, text_key="wrd"):
     -------
     DynamicItemDataset
     """
-    dataset, csv_path = _load_manifests(csv_paths)
+    dataset, csv_path = _load_manifests(csv_paths, nonempty=[text_key])
     first = dataset.data[dataset.data_ids[0]]
     if text_key not in first:
         raise KeyError(f"Manifest {csv_path} has no column {text_key!r} (has {_columns(first)}).")
@@ -323,7 +331,8 @@ def load_text_dataset(sources, prompt_kwargs=None):
 def load_eval_dataset(csv_paths, task, feature_cache=None, target_lang=None):
     """A ``DynamicItemDataset`` for evaluating a system on one task.
 
-    Output keys: ``id``, ``wav``, the ``EVAL_FIELDS`` (``tgt`` defaults to ``wrd`` for ASR,
+    Output keys: ``id``, ``wav``, ``start`` / ``stop`` (segment bounds in seconds, "" for a
+    whole file), the ``EVAL_FIELDS`` (``tgt`` defaults to ``wrd`` for ASR,
     ``tgt_lang`` to ``target_lang``, ``question``/``context`` to "") and ``feats`` when a
     feature cache is given (uncached utterances are then left out, counted and logged).
 
@@ -361,8 +370,10 @@ def load_eval_dataset(csv_paths, task, feature_cache=None, target_lang=None):
         row.setdefault("question", "")
         row.setdefault("context", "")
         row.setdefault("wav", "")
+        row.setdefault("start", "")  # segments of a longer recording (read by the cascades)
+        row.setdefault("stop", "")
     dataset = DynamicItemDataset(dataset.data)  # registers the added columns as static keys
-    keys = ["id", "wav", *EVAL_FIELDS]
+    keys = ["id", "wav", "start", "stop", *EVAL_FIELDS]
     if feature_cache is not None:
         dataset = _keep_cached(dataset, feature_cache, csv_path)
         _add_feats(dataset, feature_cache)

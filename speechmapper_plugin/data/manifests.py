@@ -12,6 +12,7 @@ import io
 import os
 
 from speechmapper_plugin.utils.files import atomic_write_text
+from speechmapper_plugin.utils.textfiles import delimited_rows
 
 
 def write_csv(path, rows, fieldnames):
@@ -44,18 +45,33 @@ def write_csv(path, rows, fieldnames):
     atomic_write_text(path, buffer.getvalue())
 
 
-def read_manifest(path):
+def read_manifest(path, required=(), nonempty=()):
     """Read a manifest written by ``write_csv``: ``{ID: row}``, with ``duration`` as a float.
 
     Unlike SpeechBrain's ``load_data_csv``, text is read verbatim: no ``$variable``
     substitution (a transcript such as "It costs $5." is data, not a variable) and no
     stripping of leading spaces.
 
+    Arguments
+    ---------
+    path : str
+        The manifest.
+    required : sequence of str
+        Columns that must be present (besides ``ID``).
+    nonempty : sequence of str
+        Columns that must be present and hold a non-blank value in every row (e.g. the
+        transcript a model is trained on).
+
     Raises
     ------
     ValueError
-        No ``ID`` column, a repeated ID, or a ``duration`` that is not a number (the message
-        names the file and the row).
+        No ``ID`` column, a repeated ID, a row with another number of fields than the header,
+        a ``duration`` that is not a number, an empty ``nonempty`` value, or a line that is
+        not UTF-8 (``utils.textfiles.TextEncodingError``); the message names the file and
+        the line.
+    KeyError
+        A ``required`` or ``nonempty`` column is missing (the message names the file, the
+        columns and those it has).
 
     Example
     -------
@@ -65,25 +81,50 @@ def read_manifest(path):
     ...           ["ID", "duration", "wrd"])
     >>> read_manifest(p)
     {'a': {'duration': 1.5, 'wrd': 'It costs $5, not $ 6.'}}
+    >>> read_manifest(p, required=["wav"])
+    Traceback (most recent call last):
+    ...
+    KeyError: "Manifest ... has no column 'wav' (it has ['ID', 'duration', 'wrd']): re-run the dataset's prepare script, or add the column."
     """
     rows = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if "ID" not in (reader.fieldnames or ()):
-            raise ValueError(f"Manifest {path} has no ID column (columns: {reader.fieldnames}).")
-        for line, row in enumerate(reader, start=2):
-            utt_id = row.pop("ID")
-            if utt_id in rows:
-                raise ValueError(f"Manifest {path} line {line}: repeated ID {utt_id!r}.")
-            if "duration" in row:
-                try:
-                    row["duration"] = float(row["duration"])
-                except (TypeError, ValueError):
-                    raise ValueError(
-                        f"Manifest {path} line {line} ({utt_id}): duration "
-                        f"{row['duration']!r} is not a number."
-                    ) from None
-            rows[utt_id] = row
+    reader = delimited_rows(path)
+    _, header = next(reader, (1, []))
+    if "ID" not in header:
+        raise ValueError(f"Manifest {path} has no ID column (columns: {header or None}).")
+    missing = [c for c in (*required, *nonempty) if c not in header]
+    if missing:
+        what = f"column {missing[0]!r}" if len(missing) == 1 else f"columns {missing}"
+        raise KeyError(
+            f"Manifest {path} has no {what} (it has {header}): re-run the dataset's prepare "
+            "script, or add the column."
+        )
+    for line, fields in reader:
+        if not fields:
+            continue  # blank line
+        if len(fields) != len(header):
+            raise ValueError(
+                f"Manifest {path} line {line}: {len(fields)} fields, the header has "
+                f"{len(header)} ({header})."
+            )
+        row = dict(zip(header, fields))
+        utt_id = row.pop("ID")
+        if utt_id in rows:
+            raise ValueError(f"Manifest {path} line {line}: repeated ID {utt_id!r}.")
+        if "duration" in row:
+            try:
+                row["duration"] = float(row["duration"])
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"Manifest {path} line {line} ({utt_id}): duration "
+                    f"{row['duration']!r} is not a number."
+                ) from None
+        for column in nonempty:
+            if not row[column].strip():
+                raise ValueError(
+                    f"Manifest {path} line {line} ({utt_id}): empty {column!r}; every row "
+                    f"needs one (fill it in or remove the row)."
+                )
+        rows[utt_id] = row
     return rows
 
 
@@ -155,7 +196,8 @@ def manifest_path(folder, split):
 def extraction_items(csv_path):
     """What feature extraction reads from a manifest: ``(audio_id, wav)`` per audio, or
     ``(audio_id, wav, start, stop)`` for segments; rows sharing an ``audio_id`` (SQA questions
-    on one passage) give one item.
+    on one passage) give one item. A manifest without a ``wav`` column, or a row with an empty
+    one, is a ``KeyError`` / ``ValueError`` naming the file (and line).
 
     Example
     -------
@@ -167,7 +209,7 @@ def extraction_items(csv_path):
     [('p1', 'a.wav')]
     """
     items, seen = [], set()
-    for utt_id, row in read_manifest(csv_path).items():
+    for utt_id, row in read_manifest(csv_path, nonempty=["wav"]).items():
         key = row.get("audio_id") or utt_id
         if key in seen:
             continue

@@ -99,6 +99,118 @@ class SkipLog:
         atomic_write_text(os.path.join(save_folder, f"{self.split}.skipped.tsv"), text)
 
 
+def skip_bad_encoding(skip, path, id_of=None):
+    """The ``on_bad_line`` callback of ``utils.textfiles.text_lines`` / ``delimited_rows`` for
+    a corpus file: a line that is not UTF-8 is left out as ``bad_encoding`` (counted, logged
+    and listed with its file and line), the rest of the file is still read.
+
+    Arguments
+    ---------
+    skip : SkipLog
+        The split's skip log.
+    path : str
+        The file being read (named in the detail).
+    id_of : callable, optional
+        ``id_of(text) -> str``: the row id read from the line (bad bytes shown as U+FFFD);
+        default ``<file name>:<line>``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechmapper_plugin.utils.textfiles import text_lines
+    >>> p = os.path.join(tempfile.mkdtemp(), "t.trans.txt")
+    >>> _ = open(p, "wb").write(b"1-1-1 HELLO\\n1-1-2 CAF\\xc9\\n")
+    >>> skips = SkipLog("test")
+    >>> [line for _, line in text_lines(p, skip_bad_encoding(skips, p, lambda t: t.split()[0]))]
+    ['1-1-1 HELLO']
+    >>> skips.rows[0][:2], skips.rows[0][2].endswith("t.trans.txt:2: byte 0xc9 at column 10")
+    (('1-1-2', 'bad_encoding'), True)
+    """
+
+    def bad_line(line_no, text, problem):
+        try:
+            utt_id = str(id_of(text) if id_of is not None else "").strip()
+        except (IndexError, ValueError):  # a line too broken to hold its id
+            utt_id = ""
+        where = f"{path}:{line_no}"
+        skip(utt_id or f"{os.path.basename(path)}:{line_no}", "bad_encoding", f"{where}: {problem}")
+
+    return bad_line
+
+
+def corpus_rows(path, skip, required, id_column, layout, id_of=None, **csv_format):
+    """``(line_no, {column: value})`` of the well-formed rows of a corpus table with a header
+    (Common Voice / CoVoST / VoxPopuli tsv files), read with ``utils.textfiles.delimited_rows``.
+
+    Blank lines are ignored; a line that is not UTF-8 (``bad_encoding``) and a row with another
+    number of fields than the header (``malformed_row``) are skipped and listed with the file
+    and line; the row id of a skip is the ``id_column`` value (through ``id_of``).
+
+    Arguments
+    ---------
+    path : str
+        The table.
+    skip : SkipLog
+        The split's skip log.
+    required : sequence of str
+        Columns the header must have.
+    id_column : str
+        The column naming a row.
+    layout : tuple
+        ``(dataset, data_folder, expected, hint)``: the ``layout_error`` raised when required
+        columns are absent (the message names the file, its header and the missing columns).
+    id_of : callable, optional
+        Turns the ``id_column`` value into the row id (e.g. a clip path into its stem).
+    **csv_format
+        ``csv.reader`` options (``delimiter``, ``quoting``...).
+
+    Example
+    -------
+    >>> import csv, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "t.tsv")
+    >>> _ = open(p, "wb").write(b"id\\ttext\\na\\tok\\nb\\t\\xff\\nc\\n\\nd\\tfine\\n")
+    >>> skips = SkipLog("test")
+    >>> rows = corpus_rows(p, skips, ["text"], "id", ("X", "/x", "x.tsv", ""), delimiter="\\t")
+    >>> [(n, row["id"]) for n, row in rows]
+    [(2, 'a'), (6, 'd')]
+    >>> [(utt, reason) for utt, reason, _ in skips.rows]
+    [('b', 'bad_encoding'), ('c', 'malformed_row')]
+    """
+    from speechmapper_plugin.utils.textfiles import delimited_rows
+
+    header = []
+
+    def row_id(fields):
+        at = header.index(id_column) if id_column in header else len(fields)
+        value = fields[at].strip() if at < len(fields) else ""
+        return id_of(value) if value and id_of is not None else value
+
+    delimiter = csv_format.get("delimiter", ",")
+    bad_line = skip_bad_encoding(skip, path, lambda text: row_id(text.split(delimiter)))
+    rows = delimited_rows(path, bad_line, **csv_format)
+    header[:] = next(rows, (0, []))[1]
+    missing = [c for c in required if c not in header]
+    if missing:
+        dataset, data_folder, expected, hint = layout
+        raise layout_error(
+            dataset,
+            data_folder,
+            expected,
+            f"{path} has the header {header}, without the columns {missing}. {hint}",
+        )
+    for line_no, fields in rows:
+        if not any(field.strip() for field in fields):
+            continue  # blank line
+        if len(fields) != len(header):
+            skip(
+                row_id(fields) or f"line{line_no}",
+                "malformed_row",
+                f"{path}:{line_no}: {len(fields)} fields, {len(header)} expected",
+            )
+            continue
+        yield line_no, dict(zip(header, fields))
+
+
 def audio_duration(path):
     """Duration in seconds of an audio file, read from its header.
 

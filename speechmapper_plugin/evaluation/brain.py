@@ -15,6 +15,7 @@ import torch
 from speechmapper_plugin.evaluation.decoding import is_stuck
 from speechmapper_plugin.evaluation.results import make_result, write_result
 from speechmapper_plugin.evaluation.scoring import score_outputs
+from speechmapper_plugin.models.embeddings import speech_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,19 @@ class EvalBrain(sb.Brain):
 
     SYSTEMS = ("speechmapper", "nearest", "transcript", "asr", "asr+llm")
     test_name = "test"
+
+    def __init__(self, modules=None, hparams=None, run_opts=None, **kwargs):
+        super().__init__(modules=modules, hparams=hparams, run_opts=run_opts, **kwargs)
+        given = getattr(run_opts, "overridden_args", None)
+        given = set(run_opts or {}) if given is None else given
+        if "eval_precision" not in given and self.eval_precision != self.precision:
+            # --precision=bf16 applies to evaluation as to training (unless --eval_precision)
+            from speechbrain.utils.autocast import AMPConfig, TorchAutocast
+
+            self.eval_precision = self.precision
+            self.evaluation_ctx = TorchAutocast(
+                device_type=self.device_type, dtype=AMPConfig.from_name(self.precision).dtype
+            )
 
     def on_evaluate_start(self, max_key=None, min_key=None):
         """Check the system and reset the guard (no checkpoint to load)."""
@@ -101,22 +115,45 @@ class EvalBrain(sb.Brain):
                     pred.float(), lens, metric=getattr(hp, "nearest_metric", "cosine")
                 ), None
             prompts = [self._prompt(row) for row in rows]
+            self._check_positions(
+                batch, prompts, speech_lengths(lens.cpu(), pred.shape[1]).tolist()
+            )
             ids = self.modules.llm.generate_ids(pred, lens, prompts, **generate)
         else:
             if hp.system == "transcript":
                 texts = list(batch.transcript)
-            else:
-                texts = self.modules.transcriber(list(batch.wav))
+            else:  # segments of longer recordings are read between their start and stop
+                segments = list(zip(batch.wav, batch.start, batch.stop))
+                texts = self.modules.transcriber(segments)
                 if hp.system == "asr":
                     return texts, None
             prompts = [self._prompt(row, text) for row, text in zip(rows, texts)]
+            self._check_positions(batch, prompts, None)
             ids = self.modules.llm.generate_ids(None, None, prompts, **generate)
         return self.modules.llm.decode_ids(ids), ids
 
-    def evaluate_batch(self, batch, stage):
-        """Decode only (no loss): collect the outputs."""
+    def _check_positions(self, batch, prompts, counts):
+        """Stop with the utterances whose prompt + speech + new tokens exceed the LLM's
+        positions (they would be decoded on positions it was never trained on)."""
+        from speechmapper_plugin.models.frozen_llm import InputTooLong
 
-        with torch.no_grad():
+        hp = self.hparams
+        try:
+            self.modules.llm.check_positions(
+                prompts, counts, hp.max_new_tokens, hp.assistant_prefix
+            )
+        except InputTooLong as err:
+            ids = [batch.id[index] for index, _, _ in err.rows]
+            raise ValueError(
+                f"Test set {self.test_name}: {len(ids)} utterance(s) do not fit in the LLM "
+                f"({err}), e.g. {ids[:5]}. Lower --max_duration (the preparation then skips "
+                "and counts them) or --max_new_tokens."
+            ) from None
+
+    def evaluate_batch(self, batch, stage):
+        """Decode only (no loss), in the evaluation precision: collect the outputs."""
+
+        with torch.no_grad(), self.evaluation_ctx:
             hyps, ids = self.compute_forward(batch, stage)
         for i, hyp in enumerate(hyps):
             stuck = ids is not None and is_stuck(ids[i], self.hparams.max_new_tokens)
@@ -166,6 +203,7 @@ class EvalBrain(sb.Brain):
                 "assistant_prefix": hp.assistant_prefix,
                 "example_prompt": self._example_prompt(),
                 "repetition_guard": guard is not None,
+                "precision": self.eval_precision,
                 "lora_adapter": None if hp_lora is None else str(hp_lora),
             },
         )

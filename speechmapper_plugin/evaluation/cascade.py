@@ -38,7 +38,8 @@ class HFTranscriber(torch.nn.Module):
     cache_dir : str, optional
         Hub cache.
     device : str, optional
-        Device of the model ("cpu", "cuda:0").
+        Device the model is loaded on ("cpu", "cuda:0"); moving the module (``.to``, as
+        ``EvalBrain`` does for ``--device``) moves the model and the pipeline with it.
     sample_rate : int
         Audio is loaded (resampled, downmixed) at this rate.
     """
@@ -68,6 +69,7 @@ class HFTranscriber(torch.nn.Module):
             device=device,
         )
         self.pipe.model.requires_grad_(False)
+        self.asr_model = self.pipe.model  # a submodule: .to(device) moves it with the module
 
     def train(self, mode=True):
         """Stays in eval mode (frozen baseline)."""
@@ -75,22 +77,33 @@ class HFTranscriber(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, paths):
-        """Transcribe audio files.
+        """Transcribe audio files or segments.
+
+        The pipeline runs on the device of the module (``EvalBrain`` moves it to
+        ``--device``).
 
         Arguments
         ---------
-        paths : list of str
-            Audio files (any format ``audio.load_audio`` reads).
+        paths : list of str or tuple
+            Audio files (any format ``audio.load_audio`` reads), or ``(path, start, stop)``
+            segments in seconds (start/stop "" or None: the whole file).
 
         Returns
         -------
         list of str
             The transcripts (stripped).
         """
-        inputs = [
-            {"raw": load_audio(path, self.sample_rate).numpy(), "sampling_rate": self.sample_rate}
-            for path in paths
-        ]
+        inputs = []
+        for item in paths:
+            path, start, stop = (item, None, None) if isinstance(item, str) else item
+            wav = load_audio(
+                path,
+                self.sample_rate,
+                start=None if start in ("", None) else float(start),
+                stop=None if stop in ("", None) else float(stop),
+            )
+            inputs.append({"raw": wav.numpy(), "sampling_rate": self.sample_rate})
+        self.pipe.device = next(self.asr_model.parameters()).device
         kwargs = {"batch_size": self.batch_size}
         if self.generate_kwargs:
             kwargs["generate_kwargs"] = self.generate_kwargs

@@ -35,6 +35,7 @@ def build_eval_modules(hparams):
     dict
         Module name -> module.
     """
+    from speechmapper_plugin.data.cache_config import check_projector_cache
     from speechmapper_plugin.models.projectors import check_llm_width, load_projector_checkpoint
 
     system = hparams["system"]
@@ -58,7 +59,8 @@ def build_eval_modules(hparams):
                 f"system={system!r} needs --projector_checkpoint (a stage-1/2 `save` folder, "
                 "CKPT+... folder or projector.ckpt)."
             )
-        load_projector_checkpoint(modules["projector"], hparams["projector_checkpoint"])
+        loaded = load_projector_checkpoint(modules["projector"], hparams["projector_checkpoint"])
+        check_projector_cache(loaded, hparams["feature_folder"])  # features made as in training
         table = modules.get("llm") or modules.get("embeddings")
         check_llm_width(modules["projector"], table.embed_dim, hparams["llm_source"])
     return modules

@@ -11,8 +11,13 @@
 ``MODEL`` is a published folder, a training output folder (exported on the fly to
 ``--savedir``, default ``<folder>/published``) or a hub id. Answers are printed one line per
 file, ``path<TAB>text``; runs of whitespace inside an answer (newlines and tabs included)
-become one space. Bad input (a missing audio file, an unknown language or key...) exits with
-status 2 and a message on stderr.
+become one space. Bad input (a missing audio file or a folder, an unknown language or key, a
+hub id that is not downloaded...) exits with status 2 and a message on stderr. A file whose
+speech vectors + prompt + ``--max-new-tokens`` exceed the LLM's positions
+(``max_position_embeddings``) is refused before anything is decoded, with the longest duration
+that fits: cut it into pieces of at most that length. ``--precision bf16`` runs the projector
+and the LLM under autocast, as ``--precision=bf16`` does in training (the SFM encoder runs as
+at extraction).
 
 Authors
 -------
@@ -45,6 +50,13 @@ def _add_model_options(parser):
         "the files of a published model are linked",
     )
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: auto)")
+    parser.add_argument(
+        "--precision",
+        default=None,
+        choices=["fp32", "bf16", "fp16"],
+        help="autocast precision of the projector and the LLM, as --precision in training "
+        "(default fp32)",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="files decoded together")
     parser.add_argument(
         "--max-new-tokens", type=int, default=None, help="default: the model's (150)"
@@ -128,7 +140,14 @@ def _parse_sets(items):
 def _run_model_command(args):
     from speechmapper_plugin.features.audio import AudioError
     from speechmapper_plugin.inference.pretrained import load_model
+    from speechmapper_plugin.models.frozen_llm import InputTooLong
 
+    folders = [path for path in args.audio if os.path.isdir(path)]
+    if folders:
+        raise _BadInput(
+            f"{', '.join(folders)} is a folder, not an audio file: give the audio files in it "
+            f"(e.g. {os.path.join(folders[0], '*.flac')})."
+        )
     missing = [path for path in args.audio if not os.path.isfile(path)]
     if missing:
         raise _BadInput(f"audio file not found: {', '.join(missing)}")
@@ -136,9 +155,8 @@ def _run_model_command(args):
         raise _BadInput(f"--batch-size must be >= 1, got {args.batch_size}.")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise _BadInput(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}.")
-    kwargs = {}
-    if args.device:
-        kwargs["run_opts"] = {"device": args.device}
+    run_opts = {"device": args.device, "precision": args.precision}
+    kwargs = {"run_opts": {k: v for k, v in run_opts.items() if v}}
     try:
         model = load_model(args.model, savedir=args.savedir, **kwargs)
     except (OSError, ValueError) as err:  # missing/incomplete model, unreachable hub id
@@ -159,7 +177,7 @@ def _run_model_command(args):
             batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens,
         )
-    except AudioError as err:
+    except (AudioError, InputTooLong) as err:  # unreadable, or longer than the LLM's positions
         raise _BadInput(str(err)) from err
     for path, text in zip(args.audio, answers):
         print(f"{path}\t{_one_line(text)}", flush=True)

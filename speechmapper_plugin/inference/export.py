@@ -15,6 +15,7 @@ import shutil
 
 import torch
 
+from speechmapper_plugin.data.cache_config import check_same_features, read_beside, write_beside
 from speechmapper_plugin.inference.folders import (
     DEFAULT_TEMPLATE,
     EXPORT_INFO,
@@ -120,21 +121,36 @@ def _training_values(folder, feature_config):
                 hparams_path,
             )
 
-    if feature_config is None:
+    save_folder = os.path.join(folder, "save")
+    if not os.path.isdir(save_folder) and "save_folder" in tree:
+        save_folder = _absolute_if_exists(_plain(tree["save_folder"], "save_folder"))
+    best = find_best_checkpoint(str(save_folder), min_key)
+    trained = read_beside(best["path"])  # the cache the projector was trained on, if stored
+
+    if feature_config is None and trained is None:  # saved before the config was stored
         if "feature_folder" not in tree:
             raise ValueError(
                 f"{hparams_path} has no feature_folder: pass feature_config= (the feature "
                 "cache folder or its cache.json)."
             )
-        feature_folder = _absolute_if_exists(_plain(tree["feature_folder"], "feature_folder"))
-        if not os.path.isdir(str(feature_folder)):
+        feature_config = _absolute_if_exists(_plain(tree["feature_folder"], "feature_folder"))
+        if not os.path.isdir(str(feature_config)):
             raise FileNotFoundError(
-                f"The feature cache {feature_folder} (feature_folder in {hparams_path}) is not "
+                f"The feature cache {feature_config} (feature_folder in {hparams_path}) is not "
                 "reachable from here; pass feature_config= (CLI: --feature-config) with the "
                 "feature cache folder or its cache.json."
             )
-        feature_config = feature_folder
-    features = read_feature_config(feature_config)
+    description = trained if feature_config is None else _description(feature_config)
+    if trained is not None and feature_config is not None:
+        check_same_features(
+            trained,
+            description,
+            f"the projector {best['path']}",
+            f"the feature config {feature_config}",
+            fix="The published model builds its encoder from that config: give the cache the "
+            "run was trained on (or none: the checkpoint stores it).",
+        )
+    features = read_feature_config(description)
     dim = features.pop("feature_dim")
     if dim is not None and values.get("feature_dim") not in (None, dim):
         raise ValueError(
@@ -145,12 +161,21 @@ def _training_values(folder, feature_config):
     for key in ("llm_source", "sfm_source", "hub_cache_dir"):
         values[key] = _absolute_if_exists(values.get(key))
 
-    save_folder = os.path.join(folder, "save")
-    if not os.path.isdir(save_folder) and "save_folder" in tree:
-        save_folder = _absolute_if_exists(_plain(tree["save_folder"], "save_folder"))
-    best = find_best_checkpoint(str(save_folder), min_key)
     info = {"stage": stage, "hparams": os.path.abspath(hparams_path), **best}
-    return values, best["path"], info
+    return values, best["path"], info, description
+
+
+def _description(feature_config):
+    """A cache description (``cache.json`` format) from a cache folder, its ``cache.json`` or
+    a (config) dict."""
+    if isinstance(feature_config, dict):
+        return feature_config if "config" in feature_config else {"config": feature_config}
+    path = os.fspath(feature_config)
+    read_feature_config(path)  # a missing or unreadable description: its own message
+    if os.path.isdir(path):
+        path = os.path.join(path, "cache.json")
+    with open(path, encoding="utf-8") as f:
+        return _description(json.load(f))
 
 
 def _yaml_value(value):
@@ -280,9 +305,12 @@ def export_model(
     lowest validation WER for stage 1, lowest validation loss for stage 2),
     ``<out_folder>/hyperparams.yaml`` (``hparams/inference.yaml`` filled with the run's
     projector settings, LLM (``llm_source``, ``pad_token``, ``llm_dtype``, ``system_prompt``)
-    and the encoder of its feature cache's ``cache.json``) and ``export.json``. Local model
-    paths are written as absolute paths. Re-exporting the same checkpoint does not copy it
-    again. An already published folder is accepted too (copied, with ``overrides``).
+    and the encoder of the feature cache it was trained on), ``feature_config.json`` (that
+    cache's configuration, stored in the checkpoint; loading the published model checks the
+    encoder settings against it) and ``export.json``. Checkpoints saved before the
+    configuration was stored take it from the run's ``feature_folder`` (its ``cache.json``).
+    Local model paths are written as absolute paths. Re-exporting the same checkpoint does not
+    copy it again. An already published folder is accepted too (copied, with ``overrides``).
 
     Arguments
     ---------
@@ -291,8 +319,10 @@ def export_model(
     out_folder : str
         The published folder to write (created; may be the same published folder).
     feature_config : str or dict, optional
-        The feature cache folder, its ``cache.json`` or its config, when the run's
-        ``feature_folder`` is not reachable from here.
+        The feature cache folder, its ``cache.json`` or its config: needed when the checkpoint
+        stores none and the run's ``feature_folder`` is not reachable from here; when the
+        checkpoint stores one, a ``feature_config`` that differs is an error listing the
+        fields.
     overrides : dict, optional
         Top-level keys of the inference template to set, e.g. ``{"llm_source":
         "meta-llama/Llama-3.1-8B-Instruct"}`` when training used a local copy of the LLM.
@@ -340,6 +370,7 @@ def export_model(
             text = f.read()
         values = {}
         info = {"stage": "published", "source_folder": os.path.abspath(src)}
+        description = read_beside(projector_path)
     else:
         template = template or DEFAULT_TEMPLATE
         if not os.path.isfile(template):
@@ -349,7 +380,7 @@ def export_model(
             )
         with open(template, encoding="utf-8") as f:
             text = f.read()
-        values, projector_path, info = _training_values(src, feature_config)
+        values, projector_path, info, description = _training_values(src, feature_config)
     values.update(overrides or {})
     where = f"the published hyperparams.yaml of {out}"
     text = fill_template(text, values, where=where)
@@ -361,6 +392,8 @@ def export_model(
         return out
     os.makedirs(out, exist_ok=True)
     signature = _copy_projector(projector_path, out, previous)
+    if description is not None:  # checked when the published model is loaded
+        write_beside(os.path.join(out, PROJECTOR_FILE), description)
     header = "" if kind == "published" else f"# Exported from {os.path.abspath(src)}\n"
     atomic_write_text(os.path.join(out, HPARAMS_FILE), header + text)
     write_json(info_path, {**info, "projector_source": signature, "overrides": overrides or {}})

@@ -33,6 +33,7 @@ import torch
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.data_utils import batch_pad_right
 
+from speechmapper_plugin.data.cache_config import check_same_features, read_beside
 from speechmapper_plugin.data.prompts import (
     build_prompt,
     check_prompt,
@@ -42,7 +43,9 @@ from speechmapper_plugin.data.prompts import (
 from speechmapper_plugin.features.audio import AudioError, load_audio
 from speechmapper_plugin.features.frames import average_frames
 from speechmapper_plugin.inference.export import _check_published_folder, export_model
-from speechmapper_plugin.inference.folders import HPARAMS_FILE, folder_kind
+from speechmapper_plugin.inference.folders import HPARAMS_FILE, PROJECTOR_FILE, folder_kind
+from speechmapper_plugin.models.frozen_llm import InputTooLong
+from speechmapper_plugin.models.hub import _hub_error
 
 
 class SpeechMapperLLM(Pretrained):
@@ -129,9 +132,39 @@ class SpeechMapperLLM(Pretrained):
         SpeechMapperLLM
         """
         source_text = os.fspath(source) if isinstance(source, os.PathLike) else source
-        if isinstance(source_text, str) and os.path.isdir(source_text):
+        local = isinstance(source_text, str) and os.path.isdir(source_text)
+        if local:
             _check_published_folder(source_text, hparams_file)
-        return super().from_hparams(source_text, hparams_file=hparams_file, **kwargs)
+        model = super().from_hparams(source_text, hparams_file=hparams_file, **kwargs)
+        if local:
+            model.check_features(read_beside(os.path.join(source_text, PROJECTOR_FILE)))
+        return model
+
+    def check_features(self, trained):
+        """Check that the encoder settings (``sfm_*``, ``frame_average``) make the features the
+        projector was trained on (``trained``: the cache description stored with it, see
+        ``data.cache_config``); ``FeatureConfigMismatch`` lists the differing fields."""
+        if trained is None:
+            return
+        hp, encoder = self.hparams, self.mods.encoder
+        config = {
+            "kind": hp.sfm_kind,
+            "source": hp.sfm_source,
+            "layer": hp.sfm_layer,
+            "frame_average": hp.frame_average,
+        }
+        if getattr(encoder, "output_dim", None):
+            config["dim"] = encoder.output_dim
+        if getattr(encoder, "frame_rate", None):
+            config["frame_rate"] = encoder.frame_rate / hp.frame_average
+        check_same_features(
+            trained,
+            {"config": config},
+            "the projector",
+            "the encoder settings of this model",
+            fix="Load the model without overriding sfm_* / frame_average (export it again "
+            "if its hyperparams.yaml was edited).",
+        )
 
     @classmethod
     def from_training_folder(cls, folder, savedir=None, feature_config=None, **kwargs):
@@ -207,7 +240,9 @@ class SpeechMapperLLM(Pretrained):
         """Projector outputs of a batch of waveforms.
 
         encoder -> every ``frame_average`` frames averaged -> fp16 rounding (the feature
-        cache the projector was trained on stores fp16) -> projector.
+        cache the projector was trained on stores fp16) -> projector. The projector runs in
+        the ``precision`` of the run options (``bf16``: autocast, as in training); the encoder
+        always runs as at extraction.
 
         Arguments
         ---------
@@ -223,6 +258,10 @@ class SpeechMapperLLM(Pretrained):
         speech_lens : torch.Tensor
             [B] relative lengths.
         """
+        return self._project(*self._features(wavs, wav_lens))
+
+    def _features(self, wavs, wav_lens=None):
+        """The averaged, fp16-rounded SFM features of a batch, as in the feature cache."""
         if wavs.dim() == 1:
             wavs = wavs.unsqueeze(0)
         if wav_lens is None:
@@ -232,13 +271,29 @@ class SpeechMapperLLM(Pretrained):
         with torch.no_grad():
             feats, lens = self.mods.encoder(wavs, wav_lens)
             feats, lens = average_frames(feats.float(), lens, self.hparams.frame_average)
-            feats = feats.to(torch.float16).float()
+            return feats.to(torch.float16).float(), lens
+
+    def _project(self, feats, lens):
+        with torch.no_grad(), self.inference_ctx:
             return self.mods.projector(feats, lens)
+
+    def speech_counts(self, feats, lens):
+        """Speech vectors the projector makes of each utterance of a feature batch (from its
+        lengths alone when the projector says how, else by running it)."""
+        abs_lens = torch.round(lens.float().cpu() * feats.shape[1]).long()
+        if hasattr(self.mods.projector, "output_lengths"):
+            return [int(n) for n in self.mods.projector.output_lengths(abs_lens)]
+        speech, speech_lens = self._project(feats, lens)
+        return [int(n) for n in torch.round(speech_lens.float().cpu() * speech.shape[1])]
 
     def generate_batch(
         self, wavs, wav_lens, instructions, assistant_prefix="", max_new_tokens=None
     ):
         """Greedy answers of the frozen LLM to instructions about a batch of waveforms.
+
+        Inputs whose speech vectors + prompt + ``max_new_tokens`` exceed the LLM's positions
+        (``max_position_embeddings``) are refused before the projector and the LLM run
+        (``InputTooLong``, listing them): cut long recordings into shorter files.
 
         Arguments
         ---------
@@ -263,14 +318,20 @@ class SpeechMapperLLM(Pretrained):
         if len(instructions) != batch:
             raise ValueError(f"Got {len(instructions)} instructions for {batch} waveforms.")
         prompts = [self.prompt(instruction) for instruction in instructions]
-        speech, speech_lens = self.encode_batch(wavs, wav_lens)
-        return self.mods.llm.generate(
-            speech,
-            speech_lens,
-            prompts,
-            max_new_tokens=max_new_tokens or self.hparams.max_new_tokens,
-            assistant_prefix=assistant_prefix,
+        max_new_tokens = max_new_tokens or self.hparams.max_new_tokens
+        feats, lens = self._features(wavs, wav_lens)
+        self.mods.llm.check_positions(
+            prompts, self.speech_counts(feats, lens), max_new_tokens, assistant_prefix
         )
+        speech, speech_lens = self._project(feats, lens)
+        with self.inference_ctx:
+            return self.mods.llm.generate(
+                speech,
+                speech_lens,
+                prompts,
+                max_new_tokens=max_new_tokens,
+                assistant_prefix=assistant_prefix,
+            )
 
     def transcribe_batch(self, wavs, wav_lens=None):
         """Transcriptions of a batch of waveforms (zero-shot ASR prompt)."""
@@ -369,19 +430,49 @@ class SpeechMapperLLM(Pretrained):
         sizes = [os.path.getsize(path) if os.path.isfile(path) else 0 for path in paths]
         order = sorted(range(len(paths)), key=lambda i: sizes[i], reverse=True)
         answers = [None] * len(paths)
-        for first in range(0, len(order), int(batch_size)):
+        for first in range(0, len(order), int(batch_size)):  # the largest files first
             chunk = order[first : first + int(batch_size)]
             wavs, wav_lens = self.load_batch([paths[i] for i in chunk])
-            texts = self.generate_batch(
-                wavs,
-                wav_lens,
-                [instructions[i] for i in chunk],
-                assistant_prefix=assistant_prefix,
-                max_new_tokens=max_new_tokens,
-            )
+            try:
+                texts = self.generate_batch(
+                    wavs,
+                    wav_lens,
+                    [instructions[i] for i in chunk],
+                    assistant_prefix=assistant_prefix,
+                    max_new_tokens=max_new_tokens,
+                )
+            except InputTooLong as err:
+                samples = wav_lens * wavs.shape[1]
+                raise self._too_long(err, [paths[i] for i in chunk], samples) from None
             for i, text in zip(chunk, texts):
                 answers[i] = text
         return answers
+
+    def _too_long(self, err, paths, samples):
+        """``InputTooLong`` naming the files, their durations and the longest that fits."""
+        files = []
+        longest = None
+        for index, count, tokens in err.rows:
+            seconds = float(samples[index]) / self.sample_rate
+            files.append(f"{paths[index]} ({seconds:.1f} s: {count} speech vectors)")
+            room = err.limit - tokens - err.max_new_tokens
+            if count and seconds:
+                fits = max(room, 0) * seconds / count
+                longest = fits if longest is None else min(longest, fits)
+        hint = (
+            f"cut the recording into pieces of at most {int(longest)} s and decode them one by one"
+            if longest
+            else "shorten the prompt or lower --max-new-tokens"
+        )
+        _, count, tokens = err.rows[0]
+        return InputTooLong(
+            f"too long for the LLM {self.mods.llm.source}: {'; '.join(files)}. Speech vectors + "
+            f"{tokens} prompt tokens + {err.max_new_tokens} new tokens must fit in its "
+            f"{err.limit} positions (max_position_embeddings); {hint}.",
+            err.rows,
+            err.limit,
+            err.max_new_tokens,
+        )
 
     def generate_file(self, path, instruction, assistant_prefix="", max_new_tokens=None):
         """The answer to ``instruction`` about one audio file (see :meth:`prompt`)."""
@@ -441,4 +532,10 @@ def load_model(source, savedir=None, **kwargs):
         )
     if source.startswith((".", "/", "~")) or source.count("/") > 1:
         raise FileNotFoundError(f"Model folder {source} does not exist.")
-    return SpeechMapperLLM.from_hparams(source=source, savedir=savedir, **kwargs)
+    try:
+        return SpeechMapperLLM.from_hparams(source=source, savedir=savedir, **kwargs)
+    except Exception as err:  # not cached and no hub: say how to get it (models.hub)
+        error = _hub_error(source, None, err)
+        if error is err:
+            raise
+        raise error from err

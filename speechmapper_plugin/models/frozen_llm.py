@@ -47,6 +47,18 @@ _DTYPES = {
 }
 
 
+class InputTooLong(ValueError):
+    """Inputs whose prompt + speech vectors + new tokens exceed the LLM's positions.
+
+    ``rows`` holds ``(index, speech vectors, prompt tokens)`` per input over the limit;
+    ``limit`` is the LLM's ``max_position_embeddings``, ``max_new_tokens`` the decoding budget.
+    """
+
+    def __init__(self, message, rows, limit, max_new_tokens):
+        super().__init__(message)
+        self.rows, self.limit, self.max_new_tokens = rows, limit, max_new_tokens
+
+
 def _parse_dtype(dtype):
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -317,6 +329,55 @@ class FrozenLLM(GreedyGeneration, torch.nn.Module):
         key = (prompt if speech else prompt[: -len(self.placeholder)], speech)
         self._prompt_cache[key] = (before_ids, after_ids)
         return before_ids, after_ids
+
+    @property
+    def max_positions(self):
+        """The LLM's ``max_position_embeddings`` (None when its config has none)."""
+        value = getattr(self.model.config, "max_position_embeddings", None)
+        return int(value) if value else None
+
+    def check_positions(self, prompts, speech_counts=None, max_new_tokens=0, assistant_prefix=""):
+        """Refuse inputs that do not fit in the LLM's positions: chat-rendered prompt + speech
+        vectors + ``assistant_prefix`` + ``max_new_tokens`` must be at most
+        ``max_positions`` (beyond, the model runs on positions it was never trained on).
+
+        Arguments
+        ---------
+        prompts : list of str
+            User prompts (with the speech placeholder when ``speech_counts`` is given).
+        speech_counts : list of int, optional
+            Speech vectors spliced into each prompt (None: text-only prompts).
+        max_new_tokens : int
+            Tokens the decoding may add.
+        assistant_prefix : str
+            Text forced at the start of the answer.
+
+        Raises
+        ------
+        InputTooLong
+            Listing every input over the limit (index, speech vectors, prompt tokens).
+        """
+        limit = self.max_positions
+        if limit is None:
+            return
+        speech = speech_counts is not None
+        counts = list(speech_counts) if speech else [0] * len(prompts)
+        extra = len(self._ids(assistant_prefix)) + int(max_new_tokens)
+        rows = []
+        for index, (prompt, count) in enumerate(zip(prompts, counts)):
+            before, after = self.prompt_ids(prompt, speech=speech)
+            if len(before) + len(after) + int(count) + extra > limit:
+                rows.append((index, int(count), len(before) + len(after)))
+        if rows:
+            index, count, tokens = rows[0]
+            raise InputTooLong(
+                f"{len(rows)} input(s) do not fit in the {limit} positions of {self.source} "
+                f"(max_position_embeddings), e.g. input {index}: {count} speech vectors + "
+                f"{tokens} prompt tokens + {extra} new tokens = {count + tokens + extra}.",
+                rows,
+                limit,
+                extra,
+            )
 
     def build_inputs(
         self,

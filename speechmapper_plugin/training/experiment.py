@@ -10,13 +10,18 @@ speechmapper developers, 2026
 import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 
-from speechmapper_plugin.utils.hparams import load_hparams
+from speechmapper_plugin.utils.hparams import load_hparams, parse_arguments
 
 
 def start_experiment(argv):
     """Parse the command line, load the hparams (``--key=value`` overrides any key) and
-    create the experiment folder. Returns ``(hparams_file, run_opts, overrides, hparams)``."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    create the experiment folder. Returns ``(hparams_file, run_opts, overrides, hparams)``.
+
+    The overrides are checked before anything is loaded or written
+    (``utils.hparams.check_overrides``): a value of the wrong type (``--lr=abc``) stops here
+    with a message naming the key, the value and the expected type; a repeated ``--key`` takes
+    its last value."""
+    hparams_file, run_opts, overrides = parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
     hparams = load_hparams(hparams_file, overrides)
     sb.create_experiment_directory(

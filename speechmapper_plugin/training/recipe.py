@@ -19,6 +19,12 @@ import os
 
 import speechbrain as sb
 
+from speechmapper_plugin.data.cache_config import (
+    check_projector_cache,
+    check_same_caches,
+    track_feature_cache,
+    write_beside,
+)
 from speechmapper_plugin.data.datasets import (
     load_eval_dataset,
     load_stage2_dataset,
@@ -264,7 +270,14 @@ def train_stage2_task_main(prepare, argv):
                 f"training row; {len(no_transcript)} have none, e.g. {no_transcript[:3]}. "
                 "Use --sigma=0 (task-specific CE, as in the paper)."
             )
-    load_projector_checkpoint(hparams["projector"], hparams["stage1_checkpoint"])
+    stage1 = load_projector_checkpoint(hparams["projector"], hparams["stage1_checkpoint"])
+    check_projector_cache(stage1, hparams["feature_folder"])
+    if asr_p > 0:
+        check_same_caches(
+            [hparams["feature_folder"], hparams["asr_feature_folder"]],
+            ["feature_folder", "asr_feature_folder"],
+        )
+    track_feature_cache(hparams["checkpointer"], hparams["feature_folder"])
 
     # 4. Brain
     brain = Stage2Brain(
@@ -386,8 +399,12 @@ def train_multitask_main(argv):
     # 2. Modules, checked before any data is read: projector width, adapter base model
     llm, projector = hparams["llm"], hparams["projector"]
     check_llm_width(projector, llm.embed_dim, hparams["llm_source"])
+    folders = [src["feature_folder"] for src in hparams["speech_sources"]]
+    features = check_same_caches(folders)  # one projector: the same features everywhere
     if hparams["projector_init"]:
-        load_projector_checkpoint(projector, hparams["projector_init"])
+        init = load_projector_checkpoint(projector, hparams["projector_init"])
+        check_projector_cache(init, folders[0])
+    track_feature_cache(hparams["checkpointer"], folders[0])
     if hparams["lora_adapter"]:
         load_lora(llm, hparams["lora_adapter"], trainable=True)
 
@@ -443,5 +460,7 @@ def train_multitask_main(argv):
     # 6. The best checkpoint (validation loss); stage C exports the fused model
     if hparams["lora_adapter"] and sb.utils.distributed.if_main_process():
         save_lora(llm, os.path.join(hparams["output_folder"], "adapter"))
-        torch.save(projector.state_dict(), os.path.join(hparams["output_folder"], "projector.ckpt"))
+        projector_file = os.path.join(hparams["output_folder"], "projector.ckpt")
+        torch.save(projector.state_dict(), projector_file)
+        write_beside(projector_file, features)
     return brain

@@ -1,7 +1,8 @@
 """Fixtures of the end-to-end recipe tests, shared by every recipe's tests (one mini-corpus,
-one tiny LLM, one feature cache and one stage-1 run per test session)."""
+one tiny LLM, one feature cache, one stage-1 run and one tiny ASR model per test session)."""
 
 import csv
+import json
 import os
 
 import pytest
@@ -110,3 +111,40 @@ def covost(tiny):
         recipe="CoVoST2",
     )
     return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_asr(tiny):
+    """A random-init wav2vec2-CTC model with a character vocabulary, saved locally."""
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    folder = tiny["root"] / "tiny_asr"
+    folder.mkdir(exist_ok=True)
+    chars = list("abcdefghijklmnopqrstuvwxyz'")
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate(chars)}}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000)
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32, 32),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    Wav2Vec2ForCTC(config).save_pretrained(folder)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    return str(folder)

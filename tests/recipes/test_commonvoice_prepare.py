@@ -170,3 +170,20 @@ def test_unknown_split_and_skip_prep(corpus, tmp_path):
         _prepare(corpus, tmp_path / "m", splits=["validated"])
     assert _prepare(tmp_path / "none", tmp_path / "m", skip_prep=True) == {}
     assert not (tmp_path / "m").exists()
+
+
+def test_non_utf8_row_is_a_counted_skip(corpus, tmp_path):
+    """A tsv row with a byte that is not UTF-8 (the shared reader, utils.textfiles): skipped
+    with its clip id, file and line; the rows after it are read (issue 17)."""
+    tsv = corpus / RELEASE / "en" / "test.tsv"
+    lines = tsv.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b"said", b"s\xe4id")  # line 3: common_voice_en_101
+    tsv.write_bytes(b"\n".join(lines))
+    summary = _prepare(corpus, tmp_path / "m")
+    assert summary["test"]["utterances"] == 2
+    assert summary["test"]["skipped"]["bad_encoding"] == 1
+    listed = pc.assert_skip_reasons(
+        tmp_path / "m", "test", {**EXPECTED_SKIPS, "common_voice_en_101": "bad_encoding"}
+    )
+    assert listed["common_voice_en_101"][2].startswith(f"{tsv}:3: byte 0xe4 at column")
+    assert "test.tsv:8: 3 fields" in listed["common_voice_en_105"][2]  # line numbers kept

@@ -301,3 +301,50 @@ def test_unknown_split_and_skip_prep(corpus, tmp_path):
     assert ep.parse_split("train-noisy_en-pt") == ("train-noisy", "pt")
     assert _prepare(tmp_path / "none", tmp_path / "m", skip_prep=True) == {}
     assert not (tmp_path / "m").exists()
+
+
+def test_overshoot_within_the_tolerance_is_cut_to_the_audio(tmp_path):
+    """A segment ending 0.3 s after its speech (alignment slack): kept, with the stop and
+    duration of the audio that exists; one starting after the audio is skipped (issue 17)."""
+    en = tmp_path / "v1.1" / "en"
+    (en / "audios").mkdir(parents=True)
+    _m4a(en / "audios" / f"{B}.m4a", 2.0)
+    length, _ = ep.speech_duration(str(en / "audios" / f"{B}.m4a"))
+    assert 2.0 <= length < 2.1
+    rows = [
+        (f"{B} 0.0 1.0", "Inside.", "Drinnen."),
+        (f"{B} 1.0 {length + 0.3:.3f}", "Over the end.", "Uber das Ende."),
+        (f"{B} {length + 0.1:.3f} {length + 0.3:.3f}", "After the end.", "Nach dem Ende."),
+    ]
+    _write_set(en, "de", "test", rows, speakers=False)
+    summary = _prepare(tmp_path, tmp_path / "m", splits=["test_en-de"])
+    assert summary["test_en-de"]["skipped"] == {"segment_beyond_audio": 1}
+    rows = pc.read_csv_dicts(tmp_path / "m" / "test_en-de.csv")
+    over = rows[1]
+    assert float(over["stop"]) == pytest.approx(length) and float(over["start"]) == 1.0
+    assert float(over["duration"]) == pytest.approx(length - 1.0, abs=1e-3)
+    assert over["ID"] == f"{B}_0001000_{round((length + 0.3) * 1000):07d}-de"  # released times
+    (skipped,) = pc.read_skipped(tmp_path / "m", "test_en-de")
+    assert skipped[1] == "segment_beyond_audio" and "after its audio" in skipped[2]
+
+
+def test_non_utf8_line_skips_its_segment_only(tmp_path):
+    """A byte that is not UTF-8 in one line of segments.en: that segment is a counted skip
+    naming the file and line; the parallel files stay aligned (issue 17)."""
+    en = tmp_path / "v1.1" / "en"
+    (en / "audios").mkdir(parents=True)
+    _m4a(en / "audios" / f"{B}.m4a", 2.0)
+    rows = [(f"{B} {i / 2} {i / 2 + 0.5}", f"Segment {i}.", f"Segment {i}.") for i in range(3)]
+    folder = _write_set(en, "de", "test", rows, speakers=False)
+    (folder / "segments.en").write_bytes(b"Segment 0.\nSegment \xe9 1.\nSegment 2.\n")
+    summary = _prepare(tmp_path, tmp_path / "m", splits=["test_en-de"])
+    assert summary["test_en-de"]["utterances"] == 2
+    assert summary["test_en-de"]["skipped"] == {"bad_encoding": 1}
+    (skipped,) = pc.read_skipped(tmp_path / "m", "test_en-de")
+    assert skipped[:2] == [f"{B}_0000500_0001000", "bad_encoding"]
+    assert skipped[2] == f"{folder / 'segments.en'}:2: byte 0xe9 at column 9"
+    kept = pc.read_csv_dicts(tmp_path / "m" / "test_en-de.csv")
+    assert [(r["start"], r["transcript"]) for r in kept] == [
+        ("0.0", "Segment 0."),
+        ("1.0", "Segment 2."),
+    ]

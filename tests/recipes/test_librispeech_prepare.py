@@ -192,3 +192,23 @@ def test_wav_paths_are_absolute_for_a_relative_data_folder(corpus, tmp_path, mon
     lp.prepare_librispeech(str(corpus), str(tmp_path / "m"), ["test-clean"])
     _, rows = pc.read_csv(tmp_path / "m" / "test-clean.csv")
     assert os.path.isfile(rows[0][2])
+
+
+def test_non_utf8_transcript_line_is_a_counted_skip(corpus, tmp_path):
+    """One byte that is not UTF-8 in one transcript: that utterance is skipped and listed with
+    its file and line; the rest of the file and the split are prepared (issue 17)."""
+    trans = corpus / "LibriSpeech" / "dev-clean" / "1272" / "128104" / "1272-128104.trans.txt"
+    lines = trans.read_bytes().split(b"\n")
+    lines[1] = b"1272-128104-0001 HELLO W\xd6RLD"  # latin-1 O with diaeresis
+    trans.write_bytes(b"\n".join(lines))
+    save = tmp_path / "manifests"
+    summary = _prepare(corpus, save, max_duration=2.0)
+    assert summary["dev-clean"]["utterances"] == 3
+    assert summary["dev-clean"]["skipped"]["bad_encoding"] == 1
+    listed = pc.assert_skip_reasons(
+        save, "dev-clean", {**EXPECTED_SKIPS, "1272-128104-0001": "bad_encoding"}
+    )
+    assert listed["1272-128104-0001"][2] == f"{trans}:2: byte 0xd6 at column 25"
+    _, rows = pc.read_csv(save / "dev-clean.csv")
+    assert "1272-128104-0001" not in [r[0] for r in rows]
+    assert "1272-128104-0002" in [r[0] for r in rows]  # the lines after it are read

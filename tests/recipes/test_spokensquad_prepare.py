@@ -294,3 +294,15 @@ def test_inconsistent_sentence_audio_is_skipped(tmp_path):
         _prepare(root, tmp_path / "m")
     line = (tmp_path / "m" / "test.skipped.tsv").read_text().strip().split("\t")
     assert line[:2] == ["q", "unreadable_audio"] and "another sampling rate" in line[2]
+
+
+def test_non_utf8_json_names_the_file_and_line(corpus, tmp_path):
+    """A JSON file cannot be partly read: a byte that is not UTF-8 is an error naming the file,
+    the line and the column (not a bare UnicodeDecodeError; issue 17)."""
+    path = corpus / "spoken_test-v1.1.json"
+    lines = json.dumps(TEST_JSON, ensure_ascii=False, indent=1).encode("utf-8").split(b"\n")
+    lines[3] = b" \xff" + lines[3]  # a latin-1 byte on line 4
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(ValueError) as err:
+        _prepare(corpus, tmp_path / "m")
+    assert str(err.value).startswith(f"{path} line 4: not valid UTF-8 (byte 0xff at column 2)")

@@ -11,6 +11,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from speechmapper_plugin.tiny.llm import build_tiny_llm
 from speechmapper_plugin.tiny.preset import SECTION_TARGETS
+from speechmapper_plugin.utils.hparams import check_overrides
 
 HPARAMS = pathlib.Path(__file__).resolve().parents[2] / "hparams"
 PRESET = HPARAMS / "tiny.yaml"
@@ -56,5 +57,7 @@ def test_yaml_loads_with_the_tiny_models(path, tiny_llm, tmp_path):
         "judges": [],
     }
     overrides = {key: value for key, value in values.items() if key in keys}
+    # the preset's values have the types of the YAML's (what every recipe run checks first)
+    assert check_overrides(str(path), overrides, text=text) == overrides
     hparams = load_hyperpyyaml(text, overrides)
     assert hparams, path

@@ -124,3 +124,17 @@ def test_csv_module_reads_what_write_csv_writes(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["ID"] for r in rows] == list(UTTS)
     assert rows[0] == {k: str(v) for k, v in _rows(UTTS)[0].items()}
+
+
+def test_an_empty_transcript_is_an_error_naming_file_column_and_row(tmp_path, tokenizer):
+    """A hand-written manifest with an empty target: refused, not trained on (issue 17)."""
+    rows = _rows(sorted(UTTS))
+    rows[1]["wrd"] = "  "
+    path = tmp_path / "hand.csv"
+    write_csv(str(path), rows, list(rows[0]))
+    with pytest.raises(ValueError) as err:
+        load_asr_dataset(str(path), _cache(tmp_path / "cache", sorted(UTTS)), tokenizer)
+    assert str(err.value) == (
+        f"Manifest {path}: 1 row(s) have an empty 'wrd', e.g. ['{rows[1]['ID']}']; every row "
+        "needs one (fill it in or remove the row)."
+    )

@@ -46,3 +46,31 @@ def test_write_csv_requires_id_first(tmp_path):
 
 def test_manifest_path():
     assert manifest_path("/m", "dev-clean") == os.path.join("/m", "dev-clean.csv")
+
+
+def test_read_manifest_names_file_line_and_column(tmp_path):
+    from speechmapper_plugin.data.manifests import extraction_items, read_manifest
+    from speechmapper_plugin.utils.textfiles import TextEncodingError
+
+    path = tmp_path / "hand.csv"
+    path.write_text("ID,duration,wrd\na,1.0,hello\nb,2.0,\n", encoding="utf-8")
+    assert read_manifest(str(path))["b"] == {"duration": 2.0, "wrd": ""}
+    with pytest.raises(ValueError) as err:
+        read_manifest(str(path), nonempty=["wrd"])
+    assert str(err.value) == (
+        f"Manifest {path} line 3 (b): empty 'wrd'; every row needs one (fill it in or remove "
+        "the row)."
+    )
+    # a manifest without a wav column: extraction says which file and column (not KeyError 'wav')
+    with pytest.raises(KeyError) as err:
+        extraction_items(str(path))
+    assert err.value.args[0] == (
+        f"Manifest {path} has no column 'wav' (it has ['ID', 'duration', 'wrd']): re-run the "
+        "dataset's prepare script, or add the column."
+    )
+    path.write_text("ID,duration,wrd\na,1.0\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"hand\.csv line 2: 2 fields, the header has 3"):
+        read_manifest(str(path))
+    path.write_bytes(b"ID,duration,wrd\na,1.0,ok\nb,1.0,caf\xe9\n")
+    with pytest.raises(TextEncodingError, match=r"hand\.csv line 3: not valid UTF-8 \(byte 0xe9"):
+        read_manifest(str(path))

@@ -399,3 +399,28 @@ def test_repetition_guard_stops_and_trims_stuck_generations(llm, monkeypatch):
     assert all(is_stuck(ids, 20) for ids in free)
     assert guarded == [[stuck_token]] * len(free)
     assert guard.stopped == len(free)
+
+
+def test_check_positions_refuses_what_does_not_fit(llm):
+    """Prompt + speech vectors + new tokens beyond max_position_embeddings: refused, listing
+    every input over the limit (issue 17: 3,750 vectors fed to 2,048 positions)."""
+    from speechmapper_plugin.models.frozen_llm import InputTooLong
+
+    limit = llm.max_positions
+    assert limit == llm.model.config.max_position_embeddings
+    before, after = llm.prompt_ids("<speech>\nrepeat")
+    room = limit - len(before) - len(after) - 10
+    llm.check_positions(["<speech>\nrepeat"] * 2, [room, 5], max_new_tokens=10)  # fits exactly
+    with pytest.raises(InputTooLong) as err:
+        llm.check_positions(["<speech>\nrepeat"] * 3, [5, room + 1, 3750], max_new_tokens=10)
+    tokens = len(before) + len(after)
+    assert err.value.rows == [(1, room + 1, tokens), (2, 3750, tokens)]
+    assert (err.value.limit, err.value.max_new_tokens) == (limit, 10)
+    assert str(err.value).startswith(
+        f"2 input(s) do not fit in the {limit} positions of {llm.source} "
+        f"(max_position_embeddings), e.g. input 1: {room + 1} speech vectors + {tokens} prompt "
+        f"tokens + 10 new tokens = {limit + 1}."
+    )
+    # text-only prompts (cascades, topline) are checked too
+    with pytest.raises(InputTooLong, match="input 0: 0 speech vectors"):
+        llm.check_positions(["word " * limit], None, max_new_tokens=1)

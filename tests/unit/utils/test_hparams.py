@@ -4,7 +4,12 @@ for a misspelled key or a missing required value."""
 import pytest
 import torch
 
-from speechmapper_plugin.utils.hparams import load_hparams, resolve_device
+from speechmapper_plugin.utils.hparams import (
+    check_overrides,
+    load_hparams,
+    parse_arguments,
+    resolve_device,
+)
 
 YAML = """\
 seed: 3
@@ -86,3 +91,95 @@ def test_resolve_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device({}) == "cuda:0"
     assert resolve_device({"device": "cpu"}) == "cpu"
+
+
+TYPED = """\
+lr: 0.00001
+max_steps: 1000
+dynamic_batching: True
+splits: [train, dev]
+name: run
+cache_dir: null
+data_folder: !PLACEHOLDER
+peak_lr: !ref <lr>
+output_folder: !ref results/<name>
+opts:
+    batch_size: 4
+    shuffle: true
+model: !new:collections.OrderedDict
+"""
+
+
+@pytest.fixture
+def typed_file(tmp_path):
+    path = tmp_path / "typed.yaml"
+    path.write_text(TYPED, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("lr: abc", "--lr=abc: expected a number (float), as 1e-05 in {f}, got the string 'abc'."),
+        (
+            "max_steps: abc",
+            "--max_steps=abc: expected an integer, as 1000 in {f}, got the string 'abc'.",
+        ),
+        (
+            "max_steps: 10.5",
+            "--max_steps=10.5: expected an integer, as 1000 in {f}, got the number 10.5.",
+        ),
+        (
+            "dynamic_batching: 1",
+            "--dynamic_batching=1: expected true or false, as True in {f}, got the number 1.",
+        ),
+        (
+            "splits: dev",
+            "--splits=dev: expected a list (YAML [a, b]), as ['train', 'dev'] in {f}, got the "
+            "string 'dev'.",
+        ),
+        (
+            "opts: {batch_size: big}",
+            "--opts.batch_size=big: expected an integer, as 4 in {f}, got the string 'big'.",
+        ),
+        (
+            "peak_lr: [1]",  # a reference has the type of the key it names
+            "--peak_lr=[1]: expected a number (float), as 1e-05 in {f}, got the list [1].",
+        ),
+        ("name: [a]", "--name=['a']: expected a string, as 'run' in {f}, got the list ['a']."),
+    ],
+)
+def test_override_of_the_wrong_type_names_key_value_and_type(typed_file, override, message):
+    with pytest.raises(ValueError) as err:
+        check_overrides(typed_file, override)
+    assert str(err.value) == message.format(f=typed_file)
+
+
+def test_overrides_of_the_right_type_pass(typed_file):
+    overrides = (
+        "lr: 5e-5\nmax_steps: 20\ndynamic_batching: false\nsplits: [dev]\nname: 2024\n"
+        "cache_dir: /c\ndata_folder: /d\npeak_lr: 3\noutput_folder: out\nopts: {shuffle: false}\n"
+        "model: null\nmax_steps: null"
+    )
+    assert check_overrides(typed_file, overrides) is not None
+    assert check_overrides(typed_file, {"lr": 1, "splits": ("a",)}) == {"lr": 1, "splits": ("a",)}
+
+
+def test_a_repeated_override_takes_its_last_value(typed_file, caplog):
+    with caplog.at_level("WARNING"):
+        resolved = check_overrides(typed_file, "lr: 0.1\nname: x\nlr: 0.2")
+    assert resolved == "name: x\nlr: 0.2"
+    assert "--lr is given twice (0.1, then 0.2): the last one is used." in caplog.text
+    # a repeated wrong value is still refused, a wrong value overridden later is not used
+    with pytest.raises(ValueError, match="--lr=abc"):
+        check_overrides(typed_file, "lr: 0.1\nlr: abc")
+    assert check_overrides(typed_file, "lr: abc\nlr: 0.1") == "lr: 0.1"
+
+
+def test_parse_arguments_checks_before_anything_is_loaded(typed_file):
+    _, _, overrides = parse_arguments([typed_file, "--lr=0.1", "--data_folder=/d", "--lr=0.3"])
+    assert overrides == "data_folder: /d\nlr: 0.3"
+    loaded = load_hparams(typed_file, overrides)
+    assert (loaded["lr"], loaded["peak_lr"]) == (0.3, 0.3)
+    with pytest.raises(ValueError, match=r"--max_steps=abc: expected an integer"):
+        parse_arguments([typed_file, "--max_steps=abc"])
