@@ -32,7 +32,7 @@ import json
 import logging
 import os
 
-from speechmapper_plugin.features.cache import _read_cache_meta
+from speechmapper_plugin.features.cache import CacheConfigError, _read_cache_meta, cache_config
 from speechmapper_plugin.utils.files import write_json
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ RECOVERABLE = "feature_config"
 BESIDE_FILE = f"{RECOVERABLE}.json"
 
 
-class FeatureConfigMismatch(ValueError):
+class FeatureConfigMismatch(CacheConfigError):
     """A projector meets features made otherwise than its training features."""
 
 
@@ -71,13 +71,34 @@ def cache_description(folder):
     return _read_cache_meta(folder)
 
 
+def _model_name(source):
+    return os.path.basename(source.rstrip("/\\")) if isinstance(source, str) and source else source
+
+
 def _fields(description):
-    fields = dict(description.get("config") or {})
+    """The comparable fields of a cache description: the extraction config's own keys, plus
+    what ``features.cache.cache_config`` derives from it (front-end, encoder dtype and the
+    encoder's other settings), the storage ``dtype``; model sources by name."""
+    config = dict(description.get("config") or {})
+    encoder = config.pop("encoder", None)
+    fields = dict(config)
+    if encoder is not None:
+        try:
+            flat = cache_config(description.get("config"))
+        except ValueError:
+            flat = None
+        if flat is not None:
+            fields["front_end"] = flat["front_end"]
+            fields["encoder_dtype"] = flat["dtype"]
+            for key, value in flat["encoder"].items():
+                if key not in ("kind", "source", "layer"):
+                    fields[f"encoder_{key}"] = value
+                elif key not in fields:
+                    fields[key] = value
     if "dtype" in description:
         fields["dtype"] = description["dtype"]
-    source = fields.get("source")
-    if isinstance(source, str) and source:
-        fields["source"] = os.path.basename(source.rstrip("/\\"))
+    if "source" in fields:
+        fields["source"] = _model_name(fields["source"])
     return fields
 
 

@@ -15,8 +15,8 @@ layer, every 2 frames averaged).
   ``model_source`` and ``encoder_base`` hold what they share.
 - ``frames``: relative lengths to frames, averaging every ``k`` frames.
 - ``cache``: fp16 safetensors shards indexed by utterance id, atomic and resumable, one locked
-  writer per folder, damaged shards set aside; ``cache_config`` / ``check_cache_config``
-  describe and compare how a cache's features were made.
+  writer per folder, damaged shards set aside; ``cache_config`` describes how a cache's features were
+  made (``data.cache_config`` stores it with projectors and compares it).
 - ``extraction``: ``extract_to_cache``, the resumable extraction loop (batches of bounded
   padded seconds, ``plan_batches``, written every few seconds).
 
@@ -38,7 +38,6 @@ from speechmapper_plugin.features.cache import (
     FeatureCache,
     FeatureCacheWriter,
     cache_config,
-    check_cache_config,
 )
 from speechmapper_plugin.features.encoders import build_encoder
 from speechmapper_plugin.features.extraction import extract_to_cache, plan_batches
@@ -62,7 +61,6 @@ __all__ = [
     "average_frames",
     "build_encoder",
     "cache_config",
-    "check_cache_config",
     "extract_to_cache",
     "load_audio",
     "plan_batches",

@@ -637,7 +637,8 @@ CACHE_CONFIG_FIELDS = ("encoder", "layer", "front_end", "frame_rate", "average",
 
 def cache_config(source):
     """The settings that determine the features of a cache, as a flat JSON-serialisable dict
-    (store it beside a model trained on them; compare with :func:`check_cache_config`).
+    (``data.cache_config`` stores it with every projector and compares it where the projector
+    meets features again).
 
     Arguments
     ---------
@@ -713,51 +714,3 @@ def cache_config(source):
         "dim": stored.get("dim"),
         "dtype": dtype,
     }
-
-
-def check_cache_config(expected, found, expected_name="expected", found_name="found", ignore=()):
-    """Raises ``CacheConfigError`` listing every field of :func:`cache_config` in which two
-    feature configurations differ.
-
-    Arguments
-    ---------
-    expected, found : str, os.PathLike, FeatureCache or dict
-        Anything :func:`cache_config` takes (e.g. the config stored in a projector checkpoint
-        and the cache folder it is about to read).
-    expected_name, found_name : str
-        How the message names them (e.g. ``"checkpoint <path>"``, ``"cache <folder>"``).
-    ignore : iterable of str
-        Fields not compared.
-
-    Example
-    -------
-    >>> ckpt = {"encoder": {"kind": "fbank"}, "layer": None, "front_end": "fbank",
-    ...         "frame_rate": 25.0, "average": 4, "dim": 80, "dtype": "float32"}
-    >>> check_cache_config(ckpt, dict(ckpt))
-    >>> try:
-    ...     check_cache_config(ckpt, {**ckpt, "frame_rate": 50.0, "average": 2},
-    ...                        "the checkpoint", "the cache")
-    ... except CacheConfigError as err:
-    ...     print(str(err).splitlines()[1])
-    ...     print(str(err).splitlines()[2])
-      average: the checkpoint has 4, the cache has 2
-      frame_rate: the checkpoint has 25.0, the cache has 50.0
-    """
-    unknown = set(ignore) - set(CACHE_CONFIG_FIELDS)
-    if unknown:
-        raise ValueError(
-            f"ignore: unknown fields {sorted(unknown)}; fields: {CACHE_CONFIG_FIELDS}."
-        )
-    want, have = cache_config(expected), cache_config(found)
-    for field in ignore:
-        want.pop(field, None)
-        have.pop(field, None)
-    if want != have:
-        raise CacheConfigError(
-            f"The features of {found_name} were made differently from those of "
-            f"{expected_name}:\n"
-            f"{_config_diff(want, have, f'{expected_name} has', f'{found_name} has')}\n"
-            "Features of another encoder, layer, front-end, frame rate, averaging or dtype "
-            "do not fit: use the features the model was trained on, or extract them with "
-            "these settings."
-        )

@@ -154,13 +154,13 @@ def test_an_override_of_the_wrong_type_stops_before_anything_is_written(
 
 
 def test_a_repeated_override_takes_its_last_value(tiny):
-    """The preset already holds extract_batch_size (32): the user's own value wins."""
+    """The preset already holds extract_batch_seconds (100): the user's own value wins."""
     args = preset_overrides(PRESET, ["features"], **tiny["common"])
-    run_recipe("extract_features.py", "features.yaml", args + ["--extract_batch_size=4"])
+    run_recipe("extract_features.py", "features.yaml", args + ["--extract_batch_seconds=40.0"])
     logs = os.path.join(tiny["common"]["cache_folder"], "features", "fbank80_avg4", "logs")
     with open(os.path.join(logs, "hyperparams.yaml"), encoding="utf-8") as f:
         saved = f.read()
-    assert "\nextract_batch_size: 4\n" in saved
+    assert "\nextract_batch_seconds: 40.0\n" in saved
 
 
 def test_manifest_without_wav_and_non_utf8_manifest_are_named(tiny, tmp_path):

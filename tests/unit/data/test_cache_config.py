@@ -98,3 +98,38 @@ def test_sources_of_one_run_must_share_their_features(tmp_path):
         match=r"caches main and asr hold .*: layer None \(cache main\) != 12 \(cache asr\)",
     ):
         check_same_caches([a, c], ["main", "asr"])
+
+
+def test_front_end_and_encoder_dtype_are_compared_and_sources_by_name():
+    """The extraction's encoder description (front-end, compute dtype) is part of the check."""
+
+    def described(front_end="hf", dtype="bfloat16", source="facebook/seamless-m4t-v2-large"):
+        encoder = {
+            "kind": "seamless",
+            "source": source,
+            "revision": None,
+            "layer": 24,
+            "dtype": dtype,
+        }
+        if front_end != "hf":
+            encoder["front_end"] = front_end
+        config = {
+            "kind": "seamless",
+            "source": source,
+            "layer": 24,
+            "frame_average": 2,
+            "dim": 1024,
+            "frame_rate": 25.0,
+            "encoder": encoder,
+            "average": 2,
+        }
+        return {"dtype": "float16", "config": config}  # fmt: skip
+
+    trained = described()
+    assert config_differences(trained, described(source="/models/seamless-m4t-v2-large")) == []
+    assert config_differences(trained, described(front_end="torchaudio")) == [
+        ("front_end", "hf", "torchaudio")
+    ]
+    assert config_differences(trained, described(dtype="float32")) == [
+        ("encoder_dtype", "bfloat16", "float32")
+    ]

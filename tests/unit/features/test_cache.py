@@ -15,7 +15,6 @@ from speechmapper_plugin.features.cache import (
     FeatureCache,
     FeatureCacheWriter,
     cache_config,
-    check_cache_config,
 )
 from speechmapper_plugin.utils.locks import FolderLockedError
 
@@ -250,21 +249,3 @@ def test_cache_config_describes_how_features_were_made(tmp_path):
         cache_config({"dim": 80})
     with pytest.raises(FileNotFoundError, match="neither a feature cache folder"):
         cache_config(tmp_path / "nothing")
-
-
-def test_check_cache_config_lists_every_difference(tmp_path):
-    a = _extracted(tmp_path / "a", average=4)
-    b = _extracted(tmp_path / "b", average=2)
-    check_cache_config(a, cache_config(a))
-    with pytest.raises(CacheConfigError) as err:
-        check_cache_config(cache_config(a), b, "checkpoint ckpt/", f"cache {b}")
-    lines = str(err.value).splitlines()
-    assert lines[1] == f"  average: checkpoint ckpt/ has 4, cache {b} has 2"
-    assert lines[2] == f"  frame_rate: checkpoint ckpt/ has 25.0, cache {b} has 50.0"
-    assert len(lines) == 4  # the two fields and what to do
-    other_front_end = {**cache_config(a), "front_end": "torchaudio", "layer": 24}
-    with pytest.raises(CacheConfigError, match="front_end: .* has 'fbank', .* has 'torchaudio'"):
-        check_cache_config(a, other_front_end)
-    check_cache_config(a, other_front_end, ignore=["front_end", "layer"])
-    with pytest.raises(ValueError, match="unknown fields"):
-        check_cache_config(a, a, ignore=["frame-rate"])
