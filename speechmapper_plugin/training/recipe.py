@@ -416,17 +416,21 @@ def train_multitask_main(argv):
         checkpointer=hparams["checkpointer"],
     )
 
-    # 5. Training: max_steps optimizer steps over interleaved speech (+ text) batches, the
-    #    same kind of batch on every process at each micro-step
-    sampler = InterleavedBatchSampler(
-        groups,
-        weights,
-        partners,
-        hparams["batch_size"],
-        hparams["max_steps"],
-        seed=hparams["seed"],
-        batches_per_step=hparams["batches_per_step"],
-    )
+    # 5. Training: max_steps optimizer steps over speech batches (stage A: the same batches on
+    #    any number of processes) or speech batches each followed by the matching text batch
+    #    (stage C: the same kind of batch on every process at each micro-step)
+    if not partners:
+        sampler = step_sampler(hparams, groups, weights)
+    else:
+        sampler = InterleavedBatchSampler(
+            groups,
+            weights,
+            partners,
+            hparams["batch_size"],
+            hparams["max_steps"],
+            seed=hparams["seed"],
+            batches_per_step=hparams["batches_per_step"],
+        )
     loader_kwargs = {
         "batch_sampler": sampler,
         "collate_fn": PaddedBatch,  # a ConcatDataset gets no default collate function

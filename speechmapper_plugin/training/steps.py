@@ -25,10 +25,43 @@ import logging
 import os
 
 import torch
+from speechbrain.utils.checkpoints import (
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
 
 from speechmapper_plugin.data.samplers import StepBatchSampler, process_group
 
 logger = logging.getLogger(__name__)
+
+
+@register_checkpoint_hooks
+class StepLayout:
+    """Recoverable: how the micro-batches of a step were shared when a checkpoint was saved
+    (processes, accumulation steps), so that a run resumed on another number of processes
+    continues at the same optimizer step of the epoch (``GlobalSteps``)."""
+
+    def __init__(self, brain):
+        self.brain = brain
+        self.saved = None
+
+    @mark_as_saver
+    def save(self, path):
+        """Write the current layout."""
+        layout = {
+            "processes": process_group()[0],
+            "accumulation": int(self.brain.grad_accumulation_factor),
+        }
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(layout, f)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=False):
+        """Remember the saved layout (applied when training starts)."""
+        del end_of_epoch
+        with open(path, encoding="utf-8") as f:
+            self.saved = json.load(f)
 
 
 class _BudgetedEpochs:
@@ -165,20 +198,46 @@ class GlobalSteps:
             return False
         return super()._should_save_intra_epoch_ckpt(last_ckpt_time, steps_since_ckpt)
 
-    # -- logs of a resumed run ------------------------------------------------------------
+    # -- a resumed run -------------------------------------------------------------------
 
-    def _resume_logs(self):
-        """After recovery: drop the curve / batch-log records of steps after the checkpoint
-        (the killed run logged them; this run trains and logs them again)."""
-        from speechbrain.utils.distributed import if_main_process
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._layout = None
+        if self.checkpointer is not None:
+            self._layout = StepLayout(self)
+            self.checkpointer.add_recoverable("step_layout", self._layout, optional_load=True)
 
-        if if_main_process() and getattr(self, "curve", None) is not None:
-            self.curve.truncate_after(self.optimizer_step)
-        if getattr(self.hparams, "batch_log", False):
+    def on_fit_start(self):
+        """SpeechBrain's (recovery included), then continue at the recovered optimizer step
+        and open the batch log (dropping its records after that step)."""
+        super().on_fit_start()
+        self._resume_position()
+        if getattr(getattr(self, "hparams", None), "batch_log", False):
             _, rank = process_group()
             path = os.path.join(self.hparams.output_folder, "batch_log", f"rank{rank}.jsonl")
             self._batch_log = BatchLog(path)
             self._batch_log.truncate_after(self.optimizer_step)
+
+    def _resume_position(self):
+        """After recovery on another number of processes: continue at the same optimizer
+        step of the epoch (the saved position counts the saving processes' micro-batches)."""
+        saved = None if self._layout is None else self._layout.saved
+        if not saved or saved["accumulation"] == self.grad_accumulation_factor:
+            return
+        steps_done = self.step // saved["accumulation"]
+        self.step = steps_done * self.grad_accumulation_factor
+        loader = self.checkpointer.recoverables.get("dataloader-TRAIN")
+        if getattr(loader, "_speechbrain_recovery_skip_to", None) is not None:
+            loader._speechbrain_recovery_skip_to = self.step
+        logger.info(
+            "The checkpoint was saved by %d process(es) with %d accumulation step(s), this "
+            "run shares the steps as %d: resuming after optimizer step %d of the epoch.",
+            saved["processes"],
+            saved["accumulation"],
+            self.grad_accumulation_factor,
+            steps_done,
+        )
+        self._layout.saved = None
 
     def fit_batch(self, batch):
         """SpeechBrain's ``fit_batch``, recorded in the batch log when it is on."""

@@ -79,3 +79,34 @@ def test_intra_epoch_checkpoints_only_after_an_optimizer_step(tmp_path, monkeypa
     monkeypatch.setattr(_Brain, "_save_intra_epoch_ckpt", save)
     _fit(brain, EpochCounter(1), 100)
     assert steps == [3, 6]  # never inside an accumulation of 3 micro-batches
+
+
+class _Recording(_Brain):
+    def compute_forward(self, batch, stage):
+        self.trained.append(sorted(int(i) for i in batch[0][:, 0]))
+        return super().compute_forward(batch, stage)
+
+
+def test_a_resume_on_another_number_of_processes_continues_at_the_same_step(tmp_path):
+    """Saved by 1 process with 3 accumulation steps after optimizer step 2, resumed as
+    process 0 of 3 (1 micro-batch per step): it trains its share of steps 3 and 4."""
+    data = torch.utils.data.TensorDataset(
+        torch.arange(24.0)[:, None].repeat(1, 2), torch.zeros(24, 1)
+    )
+    plans = []
+    for world, limit in ((1, 2), (3, 4)):
+        torch.manual_seed(0)
+        brain = _Recording(
+            modules={"m": torch.nn.Linear(2, 1)},
+            opt_class=lambda params: torch.optim.SGD(params, lr=0.01),
+            run_opts={"device": "cpu", "noprogressbar": True, "ckpt_interval_steps": 1},
+            checkpointer=AtomicCheckpointer(tmp_path),
+        )
+        brain.trained = []
+        sampler = EpochBatchSampler([1] * 24, 3, batch_size=2, num_replicas=world, rank=0)
+        brain.optimizer_step_limit = limit
+        brain.fit(EpochCounter(1), data, train_loader_kwargs={"batch_sampler": sampler})
+        plans.append(sampler.plan())
+        assert brain.optimizer_step == limit
+    plan = plans[1]
+    assert brain.trained == [plan[2][0], plan[3][0]]  # rank 0's share of steps 3 and 4
