@@ -57,8 +57,8 @@ class _SpeechMapperBrain(GlobalSteps, ShardedEvaluation, sb.Brain):
         """Set up the curve log and the learning rate of the (possibly resumed) schedule."""
         super().on_fit_start()
         self.curve = CurveLog(os.path.join(self.hparams.output_folder, "curve.jsonl"))
-        if sb.utils.distributed.if_main_process():  # a resumed run logs those steps again
-            self.curve.truncate_after(self.optimizer_step)
+        if sb.utils.distributed.if_main_process() and not self.debug:
+            self.curve.truncate_after(self.optimizer_step)  # a resumed run logs them again
         scheduler = getattr(self.hparams, "lr_scheduler", None)
         if scheduler is not None:
             for group in self.optimizer.param_groups:

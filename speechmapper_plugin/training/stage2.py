@@ -60,9 +60,9 @@ class Stage2Brain(_SpeechMapperBrain):
         else:
             parts = self.hparams.loss(ce)
         self._accumulate(parts, pred.shape[0])
-        decoded_before = self.eval_position(batch.id[0], len(self.outputs))  # 1-process order
-        if stage == sb.Stage.TEST or (
-            stage == sb.Stage.VALID and decoded_before < self.hparams.valid_decode_max
+        if stage == sb.Stage.TEST or (  # valid: the first valid_decode_max in 1-process order
+            stage == sb.Stage.VALID
+            and self.eval_position(batch.id[0], len(self.outputs)) < self.hparams.valid_decode_max
         ):
             ids = self.llm.generate_ids(
                 pred.detach(),
