@@ -26,7 +26,7 @@ import time
 import torch
 
 from benchmarks.common import FEATURE_RATE, TINY_PROJECTOR, _sync, utterance_durations
-from speechmapper_plugin.data.datasets import load_asr_dataset
+from speechmapper_plugin.data.datasets import feature_lengths, load_asr_dataset
 from speechmapper_plugin.data.manifests import write_csv
 from speechmapper_plugin.data.samplers import train_loader_kwargs
 from speechmapper_plugin.features.cache import FeatureCache, FeatureCacheWriter
@@ -183,16 +183,13 @@ def run_cache(args, device, rows, results):
         loader_opts["prefetch_factor"] = args.prefetch_factor
     hparams = {
         "dynamic_batching": True,
-        "dynamic_batch_sampler": {
-            "max_batch_length": args.batch_seconds,
-            "num_buckets": NUM_BUCKETS,
-            "shuffle": True,
-            "batch_ordering": "random",
-            "seed": args.seed,
-        },
+        "batch_vectors": round(args.batch_seconds * FEATURE_RATE),
+        "batches_per_step": 1,
+        "num_buckets": NUM_BUCKETS,
+        "seed": args.seed,
         "train_dataloader_opts": loader_opts,
     }
-    dataset, opts = train_loader_kwargs(dataset, hparams)
+    dataset, opts = train_loader_kwargs(dataset, hparams, feature_lengths(dataset, cache))
     cold_ok = evict(cache.folder)
     epochs = []
     for epoch in range(2):

@@ -16,39 +16,23 @@ speechmapper developers, 2026
 
 import sys
 
-import speechbrain as sb
 from librispeech_prepare import prepare_librispeech
-from speechbrain.utils.distributed import run_on_main
 
 from speechmapper_plugin.data.cache_config import track_feature_cache
-from speechmapper_plugin.data.datasets import dataio_prepare
+from speechmapper_plugin.data.datasets import dataio_prepare, feature_lengths, open_feature_cache
 from speechmapper_plugin.data.samplers import train_loader_kwargs
+from speechmapper_plugin.training.experiment import prepare_data, start_experiment
+from speechmapper_plugin.training.recipe import fit_for_steps
 from speechmapper_plugin.training.stage1 import Stage1Brain
-from speechmapper_plugin.utils.hparams import load_hparams, parse_arguments
 
 if __name__ == "__main__":
-    # 1. Hyperparameters and experiment folder (--key=value overrides any YAML key; the
-    #    overrides are type-checked against the YAML before anything is loaded or written)
-    hparams_file, run_opts, overrides = parse_arguments(sys.argv[1:])
-    sb.utils.distributed.ddp_init_group(run_opts)
-    hparams = load_hparams(hparams_file, overrides)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
+    # 1. Hyperparameters and experiment folder (--key=value overrides any YAML key, checked
+    #    against its type before anything is written; one job per output folder)
+    _, run_opts, _, hparams = start_experiment(sys.argv[1:])
 
     # 2. Data preparation (no-op when the manifests are up to date)
-    run_on_main(
-        prepare_librispeech,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": hparams["manifest_folder"],
-            "splits": hparams["train_splits"] + [hparams["valid_split"]] + hparams["test_splits"],
-            "max_duration": hparams["max_duration"],
-            "skip_prep": hparams["skip_prep"],
-        },
-    )
+    splits = hparams["train_splits"] + [hparams["valid_split"]] + hparams["test_splits"]
+    prepare_data(prepare_librispeech, hparams, splits)
 
     # 3. Datasets (features from the cache, targets tokenized for the frozen LLM); every
     #    checkpoint stores the cache's configuration (checked by stage 2 and evaluation)
@@ -66,14 +50,15 @@ if __name__ == "__main__":
     )
     brain.tokenizer = tokenizer
 
-    # 5. Training (resumes from the last checkpoint in save_folder)
-    train_data, train_opts = train_loader_kwargs(train_data, hparams)
-    brain.fit(
-        brain.hparams.epoch_counter,
-        train_data,
-        valid_data,
-        train_loader_kwargs=train_opts,
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    # 5. Training: total_steps optimizer steps of batch_vectors vectors each (global numbers,
+    #    whatever the number of processes), number_of_epochs at most; resumes from the last
+    #    checkpoint in save_folder
+    cache = open_feature_cache(hparams["feature_folder"], hparams["feature_dim"])
+    train_data, train_opts = train_loader_kwargs(
+        train_data, hparams, feature_lengths(train_data, cache)
+    )
+    fit_for_steps(
+        brain, hparams, train_data, valid_data, train_opts, hparams["total_steps"], best_key=None
     )
 
     # 6. Test: nearest-embedding decoding with the best (lowest validation WER) checkpoint

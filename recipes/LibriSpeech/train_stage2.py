@@ -16,40 +16,23 @@ speechmapper developers, 2026
 
 import sys
 
-import speechbrain as sb
 from librispeech_prepare import prepare_librispeech
-from speechbrain.utils.distributed import run_on_main
 
 from speechmapper_plugin.data.cache_config import check_projector_cache, track_feature_cache
 from speechmapper_plugin.data.datasets import dataio_prepare
-from speechmapper_plugin.data.samplers import fixed_steps_loader_kwargs
 from speechmapper_plugin.models.projectors import check_llm_width, load_projector_checkpoint
+from speechmapper_plugin.training.experiment import prepare_data, start_experiment
+from speechmapper_plugin.training.recipe import fit_for_steps, step_sampler
 from speechmapper_plugin.training.stage2 import Stage2Brain
-from speechmapper_plugin.utils.hparams import load_hparams, parse_arguments
 
 if __name__ == "__main__":
-    # 1. Hyperparameters and experiment folder (--key=value overrides any YAML key; the
-    #    overrides are type-checked against the YAML before anything is loaded or written)
-    hparams_file, run_opts, overrides = parse_arguments(sys.argv[1:])
-    sb.utils.distributed.ddp_init_group(run_opts)
-    hparams = load_hparams(hparams_file, overrides)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
+    # 1. Hyperparameters and experiment folder (--key=value overrides any YAML key, checked
+    #    against its type before anything is written; one job per output folder)
+    _, run_opts, _, hparams = start_experiment(sys.argv[1:])
 
     # 2. Data preparation (no-op when the manifests are up to date)
-    run_on_main(
-        prepare_librispeech,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": hparams["manifest_folder"],
-            "splits": hparams["train_splits"] + [hparams["valid_split"]] + hparams["test_splits"],
-            "max_duration": hparams["max_duration"],
-            "skip_prep": hparams["skip_prep"],
-        },
-    )
+    splits = hparams["train_splits"] + [hparams["valid_split"]] + hparams["test_splits"]
+    prepare_data(prepare_librispeech, hparams, splits)
 
     # 3. The stage-1 projector, checked against the LLM width and against the feature cache
     #    (the features must be made as its training features); then the datasets. Every
@@ -70,17 +53,17 @@ if __name__ == "__main__":
         checkpointer=hparams["checkpointer"],
     )
 
-    # 5. Training: one pass over max_steps * batch_size * accumulation random utterances
-    num_samples = hparams["max_steps"] * hparams["batch_size"] * brain.grad_accumulation_factor
-    brain.fit(
-        brain.hparams.epoch_counter,
-        train_data,
-        valid_data,
-        train_loader_kwargs=fixed_steps_loader_kwargs(train_data, hparams, num_samples),
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    # 5. Training: max_steps optimizer steps of batches_per_step x batch_size random
+    #    utterances (global numbers, whatever the number of processes), each utterance once
+    #    per pass over the data
+    sampler = step_sampler(hparams, {"asr": list(range(len(train_data)))}, {"asr": 1.0})
+    loader_kwargs = {"batch_sampler": sampler}
+    fit_for_steps(
+        brain, hparams, train_data, valid_data, loader_kwargs, hparams["max_steps"], best_key=None
     )
 
-    # 6. Test: greedy decoding with the zero-shot ASR prompt, WER/CER per split
+    # 6. Test: greedy decoding with the zero-shot ASR prompt, WER/CER per split (the
+    #    checkpoint with the lowest validation loss)
     for name, data in test_datasets.items():
         brain.test_name = name
         brain.evaluate(data, min_key="loss", test_loader_kwargs=hparams["valid_dataloader_opts"])

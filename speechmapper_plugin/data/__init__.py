@@ -3,7 +3,8 @@
 - ``manifests``: CSV manifests read verbatim, written atomically, checked for columns.
 - ``prompts``: the papers' prompts (Table 11 zero-shot ASR, IT template, ST/SQA instructions).
 - ``datasets``: SpeechBrain datasets of every stage (cached features + tokenized targets).
-- ``samplers``: task/language mixtures, interleaved speech/text batches, loader settings.
+- ``samplers``: global plans of optimizer steps shared by the processes (stage-1 epochs,
+  task/language mixtures, interleaved speech/text batches), sharded evaluation batches.
 - ``preparation``: the contract every dataset's ``*_prepare.py`` follows (``run_preparation``).
 - ``cache_config``: the feature-cache configuration stored with projector checkpoints and checked.
 """
@@ -18,9 +19,14 @@ from speechmapper_plugin.data.datasets import (
 from speechmapper_plugin.data.manifests import read_manifest, write_csv
 from speechmapper_plugin.data.preparation import prepare_cli, run_preparation
 from speechmapper_plugin.data.prompts import build_prompt, task_prompt
-from speechmapper_plugin.data.samplers import InterleavedBatchSampler, TaskMixtureBatchSampler
+from speechmapper_plugin.data.samplers import (
+    EpochBatchSampler,
+    InterleavedBatchSampler,
+    TaskMixtureBatchSampler,
+)
 
 __all__ = [
+    "EpochBatchSampler",
     "InterleavedBatchSampler",
     "TaskMixtureBatchSampler",
     "build_prompt",

@@ -420,3 +420,22 @@ def dataio_prepare(hparams, tokenizer):
         for s in hparams["test_splits"]
     }
     return train_data, valid_data, test_datasets
+
+
+def feature_lengths(dataset, feature_cache):
+    """Vectors of each item of ``dataset`` in ``feature_cache`` (read from the shard headers,
+    no feature is loaded), in dataset order: the lengths that stage 1's ``EpochBatchSampler``
+    packs into micro-batches.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechmapper_plugin.features.cache import FeatureCacheWriter
+    >>> folder = tempfile.mkdtemp()
+    >>> with FeatureCacheWriter(folder, {"dim": 2}) as writer:
+    ...     writer.add("a", torch.zeros(5, 2)); writer.add("b", torch.zeros(3, 2))
+    >>> data = DynamicItemDataset({"b": {"audio_id": "b"}, "a": {"audio_id": "a"}})
+    >>> feature_lengths(data, FeatureCache(folder))
+    [3, 5]
+    """
+    return [feature_cache.length(_audio_key(dataset, utt_id)) for utt_id in dataset.data_ids]

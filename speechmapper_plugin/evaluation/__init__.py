@@ -3,7 +3,8 @@
 - ``decoding``: failure-mode statistics of decoded outputs (stuck, verbose; App. B.2).
 - ``metrics`` (WER/CER, BLEU, language ID), ``comet``, ``judge`` (SQA LLM-as-judge).
 - ``cascade``: the HF ASR front-end of the cascaded baselines.
-- ``scoring``: all metrics of one task; ``brain``: ``EvalBrain``; ``run``: the evaluation loop.
+- ``scoring``: all metrics of one task; ``brain``: ``EvalBrain``; ``run``: the evaluation loop;
+  ``sharding``: decoding split across ``torchrun`` processes, outputs gathered once.
 - ``results``: the result-file schema; ``tables`` and ``model_index``: the papers' tables and
   the model card's metadata; ``report``: their command line.
 - ``iwslt_scoring`` with ``talk_metrics`` and ``bertscore``: the IWSLT 2025 official scoring.

@@ -15,12 +15,13 @@ import torch
 from speechmapper_plugin.evaluation.decoding import is_stuck
 from speechmapper_plugin.evaluation.results import make_result, write_result
 from speechmapper_plugin.evaluation.scoring import score_outputs
+from speechmapper_plugin.evaluation.sharding import ShardedEvaluation, all_sum
 from speechmapper_plugin.models.embeddings import speech_lengths
 
 logger = logging.getLogger(__name__)
 
 
-class EvalBrain(sb.Brain):
+class EvalBrain(ShardedEvaluation, sb.Brain):
     """Decodes a test set with one system and scores it for one task (paper Sec. 3).
 
     Systems (hparam ``system``):
@@ -43,6 +44,10 @@ class EvalBrain(sb.Brain):
     ``seed``; optional ``setting``, ``llm_source``. Set ``test_name`` (the split) before
     ``evaluate``; ``last_result`` then holds the result dict written under
     ``<output_folder>/results``.
+
+    Under ``torchrun`` each process decodes its share of the batches (``ShardedEvaluation``);
+    the outputs are gathered once, scored by the main process, and the result file is the
+    one a single process writes.
     """
 
     SYSTEMS = ("speechmapper", "nearest", "transcript", "asr", "asr+llm")
@@ -172,8 +177,27 @@ class EvalBrain(sb.Brain):
         return torch.tensor(0.0)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Score the outputs, log them and write the result file."""
+        """Gather the outputs of every process, score them, log them and write the result
+        file (main process; the others receive the result)."""
 
+        hp = self.hparams
+        guard = hp.repetition_guard
+        self.outputs = self.gather_outputs(self.outputs)
+        guarded = 0 if guard is None else int(all_sum([guard.stopped])[0])
+        result = None
+        if sb.utils.distributed.if_main_process():
+            result = self._result(guarded)
+            path = write_result(os.path.join(hp.output_folder, "results"), result)
+            logger.info("Result written to %s", path)
+        result = sb.utils.distributed.ddp_broadcast(result, src=0)
+        hp.train_logger.log_stats(
+            stats_meta={"system": hp.system_name, "split": self.test_name, "task": hp.task},
+            test_stats={k: v for k, v in result["metrics"].items() if isinstance(v, (int, float))},
+        )
+        self.last_result = result
+
+    def _result(self, guarded):
+        """The result dict of the (gathered) outputs."""
         hp = self.hparams
         guard = hp.repetition_guard
         hp_lora = getattr(hp, "lora_adapter", None)
@@ -182,10 +206,10 @@ class EvalBrain(sb.Brain):
             self.outputs,
             comet=hp.comet,
             judges=hp.judges,
-            guarded=guard.stopped if guard is not None else 0,
+            guarded=guarded,
         )
         langs = {o["tgt_lang"] for o in self.outputs}
-        result = make_result(
+        return make_result(
             hp.system_name,
             hp.dataset,
             self.test_name,
@@ -207,14 +231,6 @@ class EvalBrain(sb.Brain):
                 "lora_adapter": None if hp_lora is None else str(hp_lora),
             },
         )
-        if sb.utils.distributed.if_main_process():
-            path = write_result(os.path.join(hp.output_folder, "results"), result)
-            logger.info("Result written to %s", path)
-        hp.train_logger.log_stats(
-            stats_meta={"system": hp.system_name, "split": self.test_name, "task": hp.task},
-            test_stats={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-        )
-        self.last_result = result
 
     def _example_prompt(self):
         if self.hparams.system in ("nearest", "asr") or not self.outputs:

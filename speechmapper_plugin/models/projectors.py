@@ -85,8 +85,9 @@ def load_projector_checkpoint(projector, path, device="cpu"):
         The module to fill; its hyper-parameters must match the checkpoint's.
     path : str
         A ``projector.ckpt`` file, a SpeechBrain ``CKPT+...`` folder holding one, or a
-        ``save`` folder (its checkpoint with the lowest ``WER`` (stage 1), else the lowest
-        ``loss`` (stage 2), else the latest, is used).
+        ``save`` folder (its complete checkpoint with the lowest ``WER`` (stage 1), else the
+        lowest ``loss`` (stage 2), else the latest, is used; a torn checkpoint, left by a job
+        killed while saving, is skipped with a warning naming it).
     device : str or torch.device
         Where to map the tensors.
 
@@ -106,28 +107,42 @@ def load_projector_checkpoint(projector, path, device="cpu"):
     """
     import os
 
-    from speechbrain.utils.checkpoints import Checkpointer
+    from speechmapper_plugin.utils.checkpoints import (
+        CKPT_PREFIX,
+        best_checkpoint,
+        checkpoint_problem,
+        file_problem,
+    )
 
     if os.path.isdir(path):
         direct = os.path.join(path, "projector.ckpt")
-        if os.path.isfile(direct):
+        if os.path.basename(os.path.normpath(path)).startswith(CKPT_PREFIX):
+            problem = checkpoint_problem(path, required=("projector",))
+            if problem:
+                raise RuntimeError(
+                    f"The checkpoint {path} is incomplete or unreadable ({problem}): give its "
+                    "`save` folder instead, whose complete checkpoints are used."
+                )
+            path = direct
+        elif os.path.isfile(direct):
             path = direct
         else:
-            checkpointer = Checkpointer(path)
-            ckpt = (  # stage 1 keeps its lowest-WER checkpoints, stage 2 its lowest-loss ones
-                checkpointer.find_checkpoint(min_key="WER")
-                or checkpointer.find_checkpoint(min_key="loss")
-                or checkpointer.find_checkpoint()
-            )
-            if ckpt is None or "projector" not in ckpt.paramfiles:
+            ckpt = best_checkpoint(path, required=("projector",))
+            if ckpt is None:
                 raise FileNotFoundError(
-                    f"No projector checkpoint under {path}: give a stage-1 `save` folder, "
-                    "one of its CKPT+... folders, or a projector.ckpt file."
+                    f"No complete projector checkpoint under {path}: give a stage-1 `save` "
+                    "folder, one of its CKPT+... folders, or a projector.ckpt file."
                 )
             path = str(ckpt.paramfiles["projector"])
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Projector checkpoint {path} does not exist.")
-    state = torch.load(path, map_location=device, weights_only=True)
+    problem = file_problem(path)
+    if problem:
+        raise RuntimeError(f"The projector checkpoint {path} cannot be used: {problem}.")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:
+        raise RuntimeError(f"The projector checkpoint {path} cannot be read: {err}") from err
     try:
         projector.load_state_dict(state)
     except RuntimeError as err:

@@ -1,6 +1,8 @@
 """What every training stage's Brain shares: the projector-only optimizer, running loss terms,
 the learning-curve log, the learning-rate schedule per optimizer step, and the decoded
-output and result files of validation and test.
+output and result files of validation and test; the same schedule on 1 and N processes and
+exact resumes (``steps.GlobalSteps``, ``checkpoints.RandomState``), validation and test split
+across processes (``evaluation.sharding.ShardedEvaluation``).
 
 Authors
 -------
@@ -15,17 +17,25 @@ from speechbrain.utils.distributed import main_process_only
 
 from speechmapper_plugin.evaluation.results import make_result, write_result
 from speechmapper_plugin.evaluation.scoring import score_outputs
+from speechmapper_plugin.evaluation.sharding import ShardedEvaluation, all_gather
+from speechmapper_plugin.training.checkpoints import RandomState
 from speechmapper_plugin.training.curves import CurveLog
+from speechmapper_plugin.training.steps import GlobalSteps
 from speechmapper_plugin.utils.files import atomic_write_text
 
 
-class _SpeechMapperBrain(sb.Brain):
+class _SpeechMapperBrain(GlobalSteps, ShardedEvaluation, sb.Brain):
     """What both stages share: projector-only optimizer, running loss components, the
     learning-curve log, decoded-output files and result JSONs."""
 
     #: Name of the split being evaluated; recipes set it before ``evaluate`` (files are
     #: named after it).
     test_name = "test"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.checkpointer is not None:  # dropout draws continue exactly after a resume
+            self.checkpointer.add_recoverable("random_state", RandomState(), optional_load=True)
 
     @property
     def llm(self):
@@ -47,6 +57,8 @@ class _SpeechMapperBrain(sb.Brain):
         """Set up the curve log and the learning rate of the (possibly resumed) schedule."""
         super().on_fit_start()
         self.curve = CurveLog(os.path.join(self.hparams.output_folder, "curve.jsonl"))
+        if sb.utils.distributed.if_main_process() and not self.debug:
+            self.curve.truncate_after(self.optimizer_step)  # a resumed run logs them again
         scheduler = getattr(self.hparams, "lr_scheduler", None)
         if scheduler is not None:
             for group in self.optimizer.param_groups:
@@ -69,6 +81,37 @@ class _SpeechMapperBrain(sb.Brain):
                 self.interval_sums[key] = self.interval_sums.get(key, 0.0) + v * batch_size
         self.count += batch_size
         self.interval_count += batch_size
+
+    def _gather_stage(self, stage, stage_loss):
+        """The stage's loss and running sums over all processes (and, at validation / test,
+        every process's decoded outputs, in the one-process order); returns the loss."""
+        if stage != sb.Stage.TRAIN:
+            stage_loss = self.global_stage_loss(stage_loss)
+        parts = all_gather(
+            {
+                "loss": float(stage_loss),
+                "sums": {k: float(v) for k, v in self.sums.items()},
+                "count": float(self.count),
+                "truncated": getattr(getattr(self.hparams, "loss", None), "truncated", 0),
+                "seen": getattr(getattr(self.hparams, "loss", None), "seen", 0),
+            }
+        )
+        if len(parts) == 1:
+            return stage_loss
+        if stage == sb.Stage.TRAIN:  # every process ran as many batches
+            stage_loss = sum(p["loss"] for p in parts) / len(parts)
+        else:
+            self.outputs = self.gather_outputs(self.outputs)
+        self.sums = {}
+        for part in parts:
+            for key, value in part["sums"].items():
+                self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count = sum(p["count"] for p in parts)
+        loss = getattr(self.hparams, "loss", None)
+        if loss is not None and hasattr(loss, "truncated"):
+            loss.truncated = sum(p["truncated"] for p in parts)
+            loss.seen = sum(p["seen"] for p in parts)
+        return stage_loss
 
     def _means(self, sums, count):
         return {k: v / max(count, 1) for k, v in sums.items()}

@@ -13,8 +13,9 @@ import os
 class CurveLog:
     """Append-only log of ``{"step": ..., "split": ..., <metric>: ...}`` records.
 
-    The file survives restarts (a resumed run keeps appending), and ``plot`` draws one panel
-    per metric with one line per split.
+    The file survives restarts: a resumed run first drops the records after the step of its
+    checkpoint (``truncate_after``: it trains and logs those steps again), then keeps
+    appending; ``plot`` draws one panel per metric with one line per split.
 
     Arguments
     ---------
@@ -59,6 +60,26 @@ class CurveLog:
                 except json.JSONDecodeError:
                     continue
         return out
+
+    def truncate_after(self, step):
+        """Drop the records of steps after ``step`` (rewritten atomically).
+
+        Example
+        -------
+        >>> import tempfile
+        >>> log = CurveLog(os.path.join(tempfile.mkdtemp(), "curve.jsonl"))
+        >>> for s in (10, 20, 30): log.add(s, "train", loss=1.0)
+        >>> log.truncate_after(20); [r["step"] for r in log.records()]
+        [10, 20]
+        """
+        records = self.records()
+        kept = [r for r in records if r["step"] <= step]
+        if len(kept) == len(records):
+            return
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+        os.replace(tmp, self.path)
 
     def plot(self, png_path, metrics=None, title=None):
         """Draw the curves into ``png_path`` (written atomically); returns the path."""

@@ -20,7 +20,15 @@ class MultitaskBrain(Stage2Brain):
     Expected ``modules``: ``projector`` and ``llm`` (with adapters in stage C). Expected
     hparams: those of ``Stage2Brain`` (``loss`` with sigma = 0), plus ``lora_opt_class``
     when the LLM carries adapters.
+
+    Under ``torchrun`` the modules are not wrapped in DDP: a text batch does not go through
+    the projector, so DDP would leave the projector's gradients of a step that ends on a
+    text batch unsynchronized. The gradients are averaged explicitly before each optimizer
+    step instead (``steps.GlobalSteps.manual_gradient_sync``), which needs every process to
+    run the same kind of batch at the same micro-step (``InterleavedBatchSampler``).
     """
+
+    manual_gradient_sync = True
 
     def init_optimizers(self):
         """One optimizer for the projector, one for the LoRA adapters (if any)."""

@@ -35,6 +35,7 @@ from speechmapper_plugin.data.samplers import TaskMixtureBatchSampler, mixture_g
 from speechmapper_plugin.features.cache import LOCK_PURPOSE
 from speechmapper_plugin.features.extraction import extract_to_cache
 from speechmapper_plugin.training.experiment import prepare_data, start_experiment
+from speechmapper_plugin.utils.checkpoints import torch_save_atomic
 from speechmapper_plugin.utils.files import write_json
 from speechmapper_plugin.utils.hparams import resolve_device
 from speechmapper_plugin.utils.locks import FolderLock
@@ -51,7 +52,7 @@ def extract_features_main(prepare, argv):
     leaves no lock). ``extract_summary.json`` keeps the summary of every split extracted
     into the folder, the latest run's for each."""
     # 1. Hyperparameters and experiment folder
-    _, run_opts, _, hparams = start_experiment(argv)
+    _, run_opts, _, hparams = start_experiment(argv, purpose="feature extraction")
     with FolderLock(hparams["feature_folder"], LOCK_PURPOSE) as lock:
         # 2. Data preparation (manifests)
         prepare_data(prepare, hparams, hparams["splits"])
@@ -99,23 +100,39 @@ def extract_features_main(prepare, argv):
     return {split: summaries[split] for split in hparams["splits"]}
 
 
-def fit_for_steps(brain, hparams, train_data, valid_data, make_sampler, **loader_kwargs):
-    """Train for ``max_steps`` optimizer steps with the batch sampler ``make_sampler(n)``
-    builds for ``n`` batches (steps x gradient accumulation), then load the checkpoint with
-    the lowest validation loss."""
-    sampler = make_sampler(hparams["max_steps"] * brain.grad_accumulation_factor)
+def step_sampler(hparams, groups, weights):
+    """The ``TaskMixtureBatchSampler`` of a step-budgeted stage: ``max_steps`` optimizer
+    steps of ``batches_per_step`` micro-batches of ``batch_size`` (global numbers: each of N
+    processes trains ``batches_per_step / N`` micro-batches of every step)."""
+    return TaskMixtureBatchSampler(
+        groups,
+        weights,
+        hparams["batch_size"],
+        hparams["max_steps"],
+        seed=hparams["seed"],
+        batches_per_step=hparams["batches_per_step"],
+    )
+
+
+def fit_for_steps(
+    brain, hparams, train_data, valid_data, loader_kwargs, max_steps, best_key="loss"
+):
+    """Train for ``max_steps`` optimizer steps of the whole job, whatever the number of
+    processes, on the micro-batches that ``loader_kwargs["batch_sampler"]`` (a
+    ``data.samplers.StepBatchSampler``) plans, then load the checkpoint with the lowest
+    ``best_key`` (None: keep the last weights). A relaunched run resumes where it stopped;
+    one whose budget is spent trains no further."""
+    limit = brain.optimizer_step_limit
+    brain.optimizer_step_limit = max_steps if limit is None else min(limit, max_steps)
     brain.fit(
         brain.hparams.epoch_counter,
         train_data,
         valid_data,
-        train_loader_kwargs={
-            "batch_sampler": sampler,
-            "num_workers": hparams["num_workers"],
-            **loader_kwargs,
-        },
+        train_loader_kwargs={"num_workers": hparams["num_workers"], **loader_kwargs},
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
-    brain.checkpointer.recover_if_possible(min_key="loss")
+    if best_key:
+        brain.checkpointer.recover_if_possible(min_key=best_key)
 
 
 def _test_sets(hparams, cache):
@@ -136,7 +153,7 @@ def evaluate_main(prepare, argv):
     from speechmapper_plugin.evaluation.run import SYSTEM_MODULES, evaluate_test_sets
 
     # 1. Hyperparameters and experiment folder
-    _, run_opts, _, hparams = start_experiment(argv)
+    _, run_opts, _, hparams = start_experiment(argv, purpose="evaluation")
 
     # 2. Data preparation (no-op when the manifests are up to date)
     prepare_data(prepare, hparams, hparams["test_splits"])
@@ -291,14 +308,9 @@ def train_stage2_task_main(prepare, argv):
     # 5. Training: max_steps optimizer steps of task batches (ASR batches with asr_probability)
     groups = mixture_groups(train_data, "task")
     weights = {task: 1.0 - asr_p, "asr": asr_p} if asr_p > 0 else {task: 1.0}
+    sampler = step_sampler(hparams, groups, weights)
     fit_for_steps(
-        brain,
-        hparams,
-        train_data,
-        valid_data,
-        lambda n: TaskMixtureBatchSampler(
-            groups, weights, hparams["batch_size"], n, hparams["seed"]
-        ),
+        brain, hparams, train_data, valid_data, {"batch_sampler": sampler}, hparams["max_steps"]
     )
 
     # 6. Test: the best checkpoint (lowest validation loss), task prompt, task metrics
@@ -336,7 +348,8 @@ def train_text_lora_main(argv):
     data = load_text_dataset(sources, hparams["prompt_kwargs"])
     train_data, valid_data = holdout_split(data, None, hparams["valid_holdout"], hparams["seed"])
     groups = mixture_groups(train_data, "task")
-    TaskMixtureBatchSampler(groups, hparams["task_weights"], 1, 1)  # a task without data: error
+    # a task without data is an error here, before the LLM is loaded
+    TaskMixtureBatchSampler(groups, hparams["task_weights"], 1, 1, num_replicas=1, rank=0)
 
     # 3. Adapters on the LLM
     llm = hparams["llm"]
@@ -358,15 +371,9 @@ def train_text_lora_main(argv):
     )
 
     # 5. Training: max_steps optimizer steps, tasks drawn with task_weights
-    weights = hparams["task_weights"]
+    sampler = step_sampler(hparams, groups, hparams["task_weights"])
     fit_for_steps(
-        brain,
-        hparams,
-        train_data,
-        valid_data,
-        lambda n: TaskMixtureBatchSampler(
-            groups, weights, hparams["batch_size"], n, hparams["seed"]
-        ),
+        brain, hparams, train_data, valid_data, {"batch_sampler": sampler}, hparams["max_steps"]
     )
 
     # 6. The best adapter, as a standard peft adapter folder
@@ -383,7 +390,6 @@ def train_multitask_main(argv):
     own optimizer, on speech batches each followed by the matching text batch). Tasks and
     languages are drawn with ``task_weights`` x ``lang_weights``. Stage C also writes the
     fused model: ``<output_folder>/adapter`` (peft) and ``<output_folder>/projector.ckpt``."""
-    import torch
     from speechbrain.dataio.batch import PaddedBatch
     from torch.utils.data import ConcatDataset
 
@@ -445,22 +451,31 @@ def train_multitask_main(argv):
         checkpointer=hparams["checkpointer"],
     )
 
-    # 5. Training: max_steps optimizer steps over interleaved speech (+ text) batches
-    fit_for_steps(
-        brain,
-        hparams,
-        train_data,
-        valid_data,
-        lambda n: InterleavedBatchSampler(
-            groups, weights, partners, hparams["batch_size"], n, hparams["seed"]
-        ),
-        collate_fn=PaddedBatch,  # a ConcatDataset gets no default collate function
-    )
+    # 5. Training: max_steps optimizer steps over speech batches (stage A: the same batches on
+    #    any number of processes) or speech batches each followed by the matching text batch
+    #    (stage C: the same kind of batch on every process at each micro-step)
+    if not partners:
+        sampler = step_sampler(hparams, groups, weights)
+    else:
+        sampler = InterleavedBatchSampler(
+            groups,
+            weights,
+            partners,
+            hparams["batch_size"],
+            hparams["max_steps"],
+            seed=hparams["seed"],
+            batches_per_step=hparams["batches_per_step"],
+        )
+    loader_kwargs = {
+        "batch_sampler": sampler,
+        "collate_fn": PaddedBatch,  # a ConcatDataset gets no default collate function
+    }
+    fit_for_steps(brain, hparams, train_data, valid_data, loader_kwargs, hparams["max_steps"])
 
     # 6. The best checkpoint (validation loss); stage C exports the fused model
     if hparams["lora_adapter"] and sb.utils.distributed.if_main_process():
         save_lora(llm, os.path.join(hparams["output_folder"], "adapter"))
         projector_file = os.path.join(hparams["output_folder"], "projector.ckpt")
-        torch.save(projector.state_dict(), projector_file)
+        torch_save_atomic(projector.state_dict(), projector_file)
         write_beside(projector_file, features)
     return brain

@@ -53,6 +53,7 @@ class Stage1Brain(_SpeechMapperBrain):
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log, checkpoint on validation WER, write test outputs."""
+        stage_loss = self._gather_stage(stage, stage_loss)
         stats = {"loss": stage_loss, **self._means(self.sums, self.count)}
         stats.pop("l_mse", None)
         if stage == sb.Stage.TRAIN:

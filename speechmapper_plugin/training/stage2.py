@@ -60,8 +60,9 @@ class Stage2Brain(_SpeechMapperBrain):
         else:
             parts = self.hparams.loss(ce)
         self._accumulate(parts, pred.shape[0])
-        if stage == sb.Stage.TEST or (
-            stage == sb.Stage.VALID and len(self.outputs) < self.hparams.valid_decode_max
+        if stage == sb.Stage.TEST or (  # valid: the first valid_decode_max in 1-process order
+            stage == sb.Stage.VALID
+            and self.eval_position(batch.id[0], len(self.outputs)) < self.hparams.valid_decode_max
         ):
             ids = self.llm.generate_ids(
                 pred.detach(),
@@ -75,6 +76,7 @@ class Stage2Brain(_SpeechMapperBrain):
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log, checkpoint (lowest validation loss), write test outputs and WER/CER."""
+        stage_loss = self._gather_stage(stage, stage_loss)
         stats = {"loss": stage_loss, **self._means(self.sums, self.count)}
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats

@@ -44,6 +44,7 @@ class TextLoRABrain(_SpeechMapperBrain):
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log, and checkpoint on the lowest validation loss."""
+        stage_loss = self._gather_stage(stage, stage_loss)
         stats = {"loss": stage_loss}
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats

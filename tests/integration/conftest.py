@@ -49,7 +49,7 @@ def stage1_run(tiny):
         number_of_epochs=3,
         warmup_steps=5,
         total_steps=50,
-        max_batch_length=20.0,
+        batch_vectors=500,
     )
     run_recipe("train_stage1.py", "stage1.yaml", args)
     return out, args

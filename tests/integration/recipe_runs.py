@@ -37,9 +37,10 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def run_torchrun(script, hparams, args, recipe="LibriSpeech", nproc=2):
+def run_torchrun(script, hparams, args, recipe="LibriSpeech", nproc=2, debug=True):
     """Run a recipe under `torchrun --nproc_per_node=<nproc>` on CPU with the gloo backend
-    and SpeechBrain's debug flags (2 batches, 1 epoch); assert that it exits with 0."""
+    (with SpeechBrain's debug flags, 2 batches and 1 epoch, when ``debug``); assert that it
+    exits with 0 and return the completed process."""
     import subprocess
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
@@ -54,15 +55,47 @@ def run_torchrun(script, hparams, args, recipe="LibriSpeech", nproc=2):
         *args,
         "--distributed_backend=gloo",
         "--device=cpu",
-        "--debug",
-        "--debug_batches=2",
-        "--debug_epochs=1",
     ]
+    if debug:
+        cmd += ["--debug", "--debug_batches=2", "--debug_epochs=1"]
     proc = subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+def read_batch_log(folder):
+    """The batch logs (``batch_log: True``) of a run: rank -> (micro-batch records, parameter
+    digest per optimizer step)."""
+    import json
+
+    logs = {}
+    for name in sorted(os.listdir(os.path.join(folder, "batch_log"))):
+        with open(os.path.join(folder, "batch_log", name), encoding="utf-8") as f:
+            records = [json.loads(line) for line in f]
+        rank = int(name[len("rank") : -len(".jsonl")])
+        logs[rank] = (
+            [r for r in records if "ids" in r],
+            {r["step"]: r["params"] for r in records if "params" in r},
+        )
+    return logs
+
+
+def ids_per_step(folder):
+    """Optimizer step -> sorted utterance IDs trained in it, over all processes."""
+    steps = {}
+    for micro, _ in read_batch_log(folder).values():
+        for record in micro:
+            steps.setdefault(record["step"], []).extend(record["ids"])
+    return {step: sorted(ids) for step, ids in steps.items()}
+
+
+def newest_checkpoint(save_folder):
+    """The newest complete checkpoint folder of a ``save`` folder."""
+    from speechmapper_plugin.utils.checkpoints import complete_checkpoints
+
+    return max(complete_checkpoints(save_folder), key=lambda c: c.meta["unixtime"]).path
 
 
 def stage_args(tiny, stage, **extra):

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from recipe_runs import PRESET, run_recipe, run_torchrun
+from recipe_runs import PRESET, read_batch_log, run_recipe, run_torchrun
 
 from speechmapper_plugin.data.manifests import write_csv
 from speechmapper_plugin.models.frozen_llm import FrozenLLM
@@ -457,8 +457,12 @@ def test_the_fused_system_is_evaluated_through_evaluate_py(
 
 
 def test_fusion_under_torchrun_gloo(tiny, covost, fusion_run, lora_run, text_manifests):
-    """Stage C on 2 gloo processes: the adapters' gradients are synchronized (the LLM carrying
-    them is wrapped in DDP), and the fused model is exported once."""
+    """Stage C on 2 gloo processes for 10 optimizer steps: on every micro-step both processes
+    train the same kind of batch (speech / text), each ST speech batch is followed by its MT
+    text batch, the projector and adapters stay identical on both processes after every
+    step, and the fused model is exported once."""
+    from speechmapper_plugin.data.manifests import read_manifest
+
     stage_a, _ = fusion_run
     out = tiny["root"] / "iwslt_stage_c_ddp"
     args = _multitask_args(
@@ -468,7 +472,32 @@ def test_fusion_under_torchrun_gloo(tiny, covost, fusion_run, lora_run, text_man
         projector_init=str(stage_a / "save"),
         lora_adapter=str(lora_run / "adapter"),
         text_sources=[{"manifests": [text_manifests["mt"]], "task": "st"}],
+        max_steps=10,
+        batches_per_step=2,
+        batch_log=True,
     )
-    run_torchrun("train_fusion.py", "IWSLT25/stage_c_fusion.yaml", args, recipe="IWSLT25")
+    run_torchrun(
+        "train_fusion.py", "IWSLT25/stage_c_fusion.yaml", args, recipe="IWSLT25", debug=False
+    )
+    st_ids = set(
+        read_manifest(os.path.join(covost["cache_folder"], "manifests", "train_en-de.csv"))
+    )
+    mt_ids = set(read_manifest(text_manifests["mt"]))
+    logs = read_batch_log(out)
+    kinds = {}
+    for rank, (micro, digests) in logs.items():
+        groups = []
+        for record in micro:
+            ids = set(record["ids"])
+            group = "mt" if ids <= mt_ids else "st" if ids <= st_ids else "asr"
+            assert record["kind"] == ("text" if group == "mt" else "speech")
+            groups.append(group)
+        for before, after in zip(groups, groups[1:]):  # each ST speech batch, then MT text
+            assert (before == "st") == (after == "mt"), groups
+        assert len(groups) == 10 and sorted(digests) == list(range(1, 11))
+        kinds[rank] = [record["kind"] for record in micro]
+    assert kinds[0] == kinds[1] and "text" in kinds[0] and kinds[0].count("speech") > 1
+    assert logs[0][1] == logs[1][1]  # projector + adapters identical after every step
+    assert len(set(logs[0][1].values())) == 10  # and they were trained
     assert (out / "projector.ckpt").is_file()
     assert (out / "adapter" / "adapter_model.safetensors").is_file()

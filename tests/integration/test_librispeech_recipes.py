@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from recipe_runs import PRESET, run_recipe, run_torchrun, stage_args
+from recipe_runs import PRESET, run_recipe, stage_args
 
 from speechmapper_plugin.tiny.llm import build_tiny_llm
 from speechmapper_plugin.tiny.preset import preset_overrides
@@ -245,29 +245,6 @@ def test_evaluate_rejects_a_projector_for_another_llm(tiny, stage1_run, tmp_path
                 llm_source=str(other),
             ),
         )
-
-
-def test_stage1_and_stage2_under_torchrun_gloo(tiny, stage1_run):
-    """Multi-process DDP path on CPU: 2 gloo processes, the frozen LLM not wrapped in DDP."""
-    outputs = {}
-    for stage, script, extra in (
-        ("stage1", "train_stage1.py", {}),
-        (
-            "stage2",
-            "train_stage2.py",
-            {"stage1_checkpoint": str(stage1_run[0] / "save"), "max_new_tokens": 4},
-        ),
-    ):
-        out = tiny["root"] / f"ddp_{stage}"
-        run_torchrun(
-            script, f"{stage}.yaml", stage_args(tiny, stage, output_folder=str(out), **extra)
-        )
-        outputs[stage] = out
-    for out in outputs.values():
-        files = list((out / "results").glob("*.json"))
-        assert [f.name for f in files] == ["test-clean.json"]  # written once, by rank 0
-        with open(files[0], encoding="utf-8") as f:
-            assert json.load(f)["num_utterances"] == 8  # the whole test set, not a shard
 
 
 def test_inference_interface_and_cli_on_the_trained_stage1_model(

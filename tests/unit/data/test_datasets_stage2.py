@@ -116,7 +116,7 @@ GROUPS = {"asr": list(range(0, 50)), "sqa": list(range(50, 60))}
 
 
 def test_mixture_sampler_ratio_and_single_group_batches():
-    sampler = TaskMixtureBatchSampler(GROUPS, {"asr": 0.5, "sqa": 0.5}, 4, num_batches=2000)
+    sampler = TaskMixtureBatchSampler(GROUPS, {"asr": 0.5, "sqa": 0.5}, 4, num_steps=2000)
     counts = collections.Counter()
     for batch in sampler:
         assert len(batch) == 4
@@ -128,7 +128,7 @@ def test_mixture_sampler_ratio_and_single_group_batches():
 
 
 def test_mixture_sampler_covers_a_group_before_repeating():
-    sampler = TaskMixtureBatchSampler(GROUPS, {"sqa": 1.0}, 5, num_batches=2, seed=3)
+    sampler = TaskMixtureBatchSampler(GROUPS, {"sqa": 1.0}, 5, num_steps=2, seed=3)
     first, second = list(sampler)
     assert sorted(first + second) == GROUPS["sqa"]  # 10 items: one full pass, no repeat
 

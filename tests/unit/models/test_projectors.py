@@ -57,9 +57,41 @@ def test_missing_checkpoints_are_file_not_found_errors(tmp_path):
         load_projector_checkpoint(_tiny(0), str(missing))
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FileNotFoundError, match="No projector checkpoint under .*empty"):
+    with pytest.raises(FileNotFoundError, match="No complete projector checkpoint under .*empty"):
         load_projector_checkpoint(_tiny(0), str(empty))
     other = tmp_path / "other"
     Checkpointer(other, recoverables={"model": _tiny(0)}).save_checkpoint(meta={"WER": 1.0})
-    with pytest.raises(FileNotFoundError, match="No projector checkpoint under"):
+    with pytest.raises(FileNotFoundError, match="No complete projector checkpoint under"):
         load_projector_checkpoint(_tiny(0), str(other))
+
+
+def _torn(folder, name, wer):
+    """An old-style checkpoint cut by a kill during its save: CKPT.yaml with the best WER, a
+    projector.ckpt cut in half."""
+    Checkpointer(folder, recoverables={"projector": _tiny(9)}).save_checkpoint(
+        name=name, meta={"WER": wer}
+    )
+    path = folder / f"CKPT+{name}" / "projector.ckpt"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path.parent
+
+
+def test_a_torn_checkpoint_is_skipped_with_a_warning_naming_it(tmp_path, caplog):
+    good = _tiny(1)
+    Checkpointer(tmp_path, recoverables={"projector": good}).save_checkpoint(
+        name="good", meta={"WER": 10.0}
+    )
+    torn = _torn(tmp_path, "torn", 1.0)  # the lowest WER, but unusable
+    target = _tiny(3)
+    with caplog.at_level("WARNING"):
+        loaded = load_projector_checkpoint(target, str(tmp_path))
+    assert loaded == str(tmp_path / "CKPT+good" / "projector.ckpt")
+    assert _same_weights(good, target)
+    assert f"Checkpoint {torn} is incomplete or unreadable (projector.ckpt is cut short" in (
+        caplog.text
+    )
+    with pytest.raises(RuntimeError, match="CKPT\\+torn is incomplete .* give its `save` folder"):
+        load_projector_checkpoint(_tiny(0), str(torn))
+    with pytest.raises(RuntimeError, match="projector.ckpt cannot be used: projector.ckpt is cut"):
+        load_projector_checkpoint(_tiny(0), str(torn / "projector.ckpt"))
