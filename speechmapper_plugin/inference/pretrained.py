@@ -6,10 +6,12 @@ cache, the trained projector and the frozen LLM, decoded greedily (150 new token
 
 A *published* folder is what ``from_hparams`` loads, from disk or from a hub repository:
 
-- ``hyperparams.yaml``: ``hparams/inference.yaml`` filled with the model's settings,
-- ``projector.ckpt``: the trained projector weights (the LLM and the SFM are referenced by
-  hub id or folder, never copied),
-- ``export.json``: where it came from (informative only).
+- ``hyperparams.yaml``: the package's ``inference/inference.yaml`` filled with the model's
+  settings (prompts written out),
+- ``projector.safetensors``: the trained projector weights (the LLM and the SFM are
+  referenced by hub id or folder, never copied),
+- ``adapter/``: the LLM's peft LoRA adapter (IWSLT 2025 system only),
+- ``README.md``: the model card; ``export.json``: where it came from (informative only).
 
 ``export_model`` builds one from a training output folder of stage 1 or stage 2 (its
 ``hyperparams.yaml``, its best checkpoint and the ``cache.json`` of its feature cache);
@@ -43,6 +45,7 @@ from speechmapper_plugin.features.audio import AudioError, load_audio
 from speechmapper_plugin.features.frames import average_frames
 from speechmapper_plugin.inference.export import _check_published_folder, export_model
 from speechmapper_plugin.inference.folders import HPARAMS_FILE, folder_kind
+from speechmapper_plugin.inference.weights import load_published_adapter, with_model_source
 
 
 class SpeechMapperLLM(Pretrained):
@@ -131,7 +134,11 @@ class SpeechMapperLLM(Pretrained):
         source_text = os.fspath(source) if isinstance(source, os.PathLike) else source
         if isinstance(source_text, str) and os.path.isdir(source_text):
             _check_published_folder(source_text, hparams_file)
-        return super().from_hparams(source_text, hparams_file=hparams_file, **kwargs)
+        # Published weights: <source>/projector.safetensors and the LoRA adapter (weights.py).
+        kwargs = with_model_source(source_text, hparams_file, kwargs)
+        model = super().from_hparams(source_text, hparams_file=hparams_file, **kwargs)
+        load_published_adapter(model, source_text, kwargs)
+        return model
 
     @classmethod
     def from_training_folder(cls, folder, savedir=None, feature_config=None, **kwargs):
