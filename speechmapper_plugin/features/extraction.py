@@ -19,6 +19,7 @@ from speechmapper_plugin.features.audio import AudioError, load_audio
 from speechmapper_plugin.features.cache import FeatureCacheWriter, _normalize_config
 from speechmapper_plugin.features.frames import _pad_waveforms, average_frames, relative_to_frames
 from speechmapper_plugin.features.front_ends import pad_front_end
+from speechmapper_plugin.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def extract_to_cache(
     shard_size : int
         Utterances per cache shard.
     progress : bool
-        Shows a tqdm progress bar.
+        Shows a tqdm progress bar (count, rate, ETA) when the output is a terminal.
     amp : bool
         Runs the encoder under bf16 autocast (``torch.autocast(device.type, torch.bfloat16)``).
     num_workers : int
@@ -187,10 +188,8 @@ def extract_to_cache(
     summary = collections.Counter()
     audio_stats = collections.Counter()
     bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="features", unit="utt", dynamic_ncols=True)
+    if progress:  # a tqdm bar on a terminal (utils.progress), silent in logs
+        bar = progress_bar(total=total, desc="features", unit="utt")
 
     front_end = getattr(encoder, "front_end", None)
     if front_end is not None and not callable(getattr(encoder, "encode_fbank", None)):

@@ -46,6 +46,7 @@ from speechmapper_plugin.features.frames import average_frames
 from speechmapper_plugin.inference.export import _check_published_folder, export_model
 from speechmapper_plugin.inference.folders import HPARAMS_FILE, folder_kind
 from speechmapper_plugin.inference.weights import load_published_adapter, with_model_source
+from speechmapper_plugin.utils.progress import progress_bar
 
 
 class SpeechMapperLLM(Pretrained):
@@ -376,7 +377,8 @@ class SpeechMapperLLM(Pretrained):
         sizes = [os.path.getsize(path) if os.path.isfile(path) else 0 for path in paths]
         order = sorted(range(len(paths)), key=lambda i: sizes[i], reverse=True)
         answers = [None] * len(paths)
-        for first in range(0, len(order), int(batch_size)):
+        starts = range(0, len(order), int(batch_size))  # a progress bar on a terminal
+        for first in progress_bar(starts, desc="decode", unit="batch", enable=len(starts) > 1):
             chunk = order[first : first + int(batch_size)]
             wavs, wav_lens = self.load_batch([paths[i] for i in chunk])
             texts = self.generate_batch(
