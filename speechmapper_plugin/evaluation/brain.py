@@ -146,6 +146,8 @@ class EvalBrain(sb.Brain):
             comet=hp.comet,
             judges=hp.judges,
             guarded=guard.stopped if guard is not None else 0,
+            judge_protocol=getattr(hp, "judge_protocol", "bergen"),
+            wer_normalizer=getattr(hp, "wer_normalizer", "mms"),
         )
         langs = {o["tgt_lang"] for o in self.outputs}
         result = make_result(

@@ -118,7 +118,9 @@ class _SpeechMapperBrain(sb.Brain):
         )
 
     def _score_outputs(self):
-        metrics, self.signatures = score_outputs("asr", self.outputs)
+        metrics, self.signatures = score_outputs(
+            "asr", self.outputs, wer_normalizer=getattr(self.hparams, "wer_normalizer", "mms")
+        )
         return metrics
 
     @main_process_only
