@@ -116,7 +116,7 @@ class SpeechMapperLLM(Pretrained):
         """Loads a published model from a local folder or a hub repository.
 
         A local folder is checked first, so that a training folder or a folder without
-        ``projector.ckpt`` gets an error saying what to do.
+        ``projector.safetensors`` gets an error saying what to do.
 
         Arguments
         ---------

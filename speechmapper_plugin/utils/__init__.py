@@ -1,6 +1,6 @@
 """Helpers with no dependency on the rest of the package: atomic file writes (``files``),
-hparams loading and device resolution (``hparams``), MMS-style text normalization (``text``)
-and imports that keep the logging set-up (``imports``)."""
+hparams loading and device resolution (``hparams``), MMS-style text normalization (``text``),
+imports that keep the logging set-up (``imports``) and progress bars (``progress``)."""
 
 from speechmapper_plugin.utils.files import atomic_write_text, write_json
 from speechmapper_plugin.utils.hparams import load_hparams, resolve_device
