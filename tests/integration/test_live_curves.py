@@ -77,3 +77,59 @@ def test_stage1_writes_tensorboard_and_wandb_curves(tiny, monkeypatch):
     # The PNG learning curve stays (and holds the new per-step scalars).
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert '"grad_norm"' in (out / "curve.jsonl").read_text()
+
+
+def test_two_processes_write_one_event_file_with_the_audio_of_both(tiny):
+    """Under torchrun (2 gloo processes, >= 10 optimizer steps) only the main process writes
+    curves, every step and every validation, and the all-reduced audio throughput does not
+    stall the processes (the sum itself: tests/unit/training/test_loggers.py)."""
+    import json
+    import os
+    import subprocess
+
+    from recipe_runs import ROOT, free_port
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tiny["root"] / "stage1_curves_ddp"
+    args = stage_args(
+        tiny,
+        "stage1",
+        output_folder=str(out),
+        use_tensorboard=True,
+        log_interval=1,
+        max_batch_length=10.0,  # more, smaller batches: >= 10 steps in 2 epochs
+    )
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        ),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        os.path.join(ROOT, "recipes", "LibriSpeech", "train_stage1.py"),
+        os.path.join(ROOT, "hparams", "stage1.yaml"),
+        *args,
+        "--distributed_backend=gloo",
+        "--device=cpu",
+        "--debug",
+        "--debug_batches=6",
+        "--debug_epochs=2",  # 3 hang at the test stage, with or without live curves
+    ]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("loss/train")]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 10
+    rates = [e.value for e in events.Scalars("audio_seconds_per_second/train")]
+    assert all(rate > 0 for rate in rates)
+    assert [e.step for e in events.Scalars("wer/valid")] == [len(steps) // 2, steps[-1]]
+    records = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "train"] == steps

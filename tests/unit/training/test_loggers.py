@@ -19,7 +19,7 @@ def _brain(tmp_path, **hparams):
     optimizer = torch.optim.SGD(projector.parameters(), lr=0.1)
     lora_optimizer = torch.optim.SGD(lora.parameters(), lr=0.3)
     cache = tmp_path / "feats"
-    cache.mkdir(exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     (cache / "cache.json").write_text(json.dumps({"config": {"frame_rate": 25.0}}))
     values = {
         "output_folder": str(tmp_path),
@@ -103,3 +103,33 @@ def test_nothing_is_logged_when_off_and_wandb_is_optional(tmp_path, monkeypatch)
     monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
     with pytest.raises(ImportError, match="pip install wandb"):
         LiveCurves.from_brain(_brain(tmp_path, use_tensorboard=False, use_wandb=True))
+
+
+def _all_reduce_worker(rank, port, folder, results):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        brain = _brain(folder / str(rank), use_tensorboard=True)
+        curves = LiveCurves.from_brain(brain)
+        frames = 50 if rank == 0 else 25  # 2 s and 1 s of audio at 25 Hz
+        curves.count_batch(types.SimpleNamespace(feats=(torch.zeros(1, frames, 2), torch.ones(1))))
+        curves._clock -= 1.0  # one second of training
+        results[rank] = curves.step_scalars(brain)["audio_seconds_per_second"]
+    finally:
+        dist.destroy_process_group()
+
+
+def test_audio_throughput_sums_the_processes(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_all_reduce_worker, args=(port, tmp_path, results), nprocs=2, join=True)
+    # 3 s of audio (both processes) in ~1 s, seen identically by each process
+    assert results[0] == pytest.approx(results[1], rel=0.05)
+    assert 2.5 < results[0] <= 3.0
