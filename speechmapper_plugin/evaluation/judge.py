@@ -32,7 +32,7 @@ import string
 
 import torch
 
-from speechmapper_plugin.evaluation import bergen
+import speechmapper_plugin.evaluation.bergen as bergen
 from speechmapper_plugin.models.frozen_llm import _check_model_files, _parse_dtype
 from speechmapper_plugin.models.hub import MODEL_FILE_PATTERNS, resolve_source
 from speechmapper_plugin.models.tokens import end_of_turn_token, load_tokenizer

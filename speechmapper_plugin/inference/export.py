@@ -44,7 +44,11 @@ from speechmapper_plugin.inference.folders import (
     hub_id_of,
     read_feature_config,
 )
-from speechmapper_plugin.inference.weights import ADAPTER_FILES, save_safetensors
+from speechmapper_plugin.inference.weights import (
+    ADAPTER_FILES,
+    save_safetensors,
+    shape_differences,
+)
 from speechmapper_plugin.utils.files import atomic_write_text, write_json
 
 logger = logging.getLogger(__name__)
@@ -145,9 +149,9 @@ def _prompts(tree, stage, where):
     asr_prompt = first(
         ("test_prompt", tree.get("test_prompt")), ("asr_prompt", tree.get("asr_prompt"))
     )
-    if asr_prompt is None:
+    if asr_prompt is None:  # zero-shot: Table 11's prompt; in-domain: the training prompt
         asr_prompt = (
-            p.ZERO_SHOT_ASR if zero_shot else p.build_prompt(p.ASR_INSTRUCTION, prefix, suffix)
+            p.ZERO_SHOT_ASR if zero_shot else p.task_prompt("asr", zero_shot=False, prefix=prefix)
         )
     return {
         "asr_prompt": asr_prompt,
@@ -391,14 +395,8 @@ def _projector_of_text(hparams_text, where):
 def _check_projector_state(state, hparams_text, where, path):
     """Checks the checkpoint's tensor names and shapes against the YAML's projector."""
     projector = _projector_of_text(hparams_text, where)
-    expected = {name: tuple(t.shape) for name, t in projector.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state.items()}
-    if found != expected:
-        diff = sorted(
-            f"{name}: checkpoint {found.get(name)}, configuration {expected.get(name)}"
-            for name in set(found) | set(expected)
-            if found.get(name) != expected.get(name)
-        )
+    diff = shape_differences(state, projector.state_dict(), "checkpoint", "configuration")
+    if diff:
         raise ValueError(
             f"The projector checkpoint {path} does not match the projector settings of "
             f"{where} ({len(diff)} tensors differ, e.g. {diff[:3]})."

@@ -73,14 +73,8 @@ def load_safetensors(module, path):
         state = load_file(os.fspath(path), device="cpu")
     except (SafetensorError, OSError) as err:
         raise ValueError(f"Cannot read the safetensors weights {path}: {err}") from err
-    expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state.items()}
-    if found != expected:
-        diff = sorted(
-            f"{name}: file {found.get(name)}, model {expected.get(name)}"
-            for name in set(found) | set(expected)
-            if found.get(name) != expected.get(name)
-        )
+    diff = shape_differences(state, module.state_dict(), "file", "model")
+    if diff:
         raise ValueError(
             f"The weights {path} do not fit the {type(module).__name__} of the hyperparams "
             f"({len(diff)} tensors differ, e.g. {diff[:3]}): the file and hyperparams.yaml "
@@ -88,6 +82,24 @@ def load_safetensors(module, path):
         )
     module.load_state_dict(state)
     return module
+
+
+def shape_differences(found, expected, found_name="checkpoint", expected_name="model"):
+    """The tensors whose names or shapes differ between two state dicts, described.
+
+    Example
+    -------
+    >>> import torch
+    >>> shape_differences({"w": torch.zeros(2, 3)}, {"w": torch.zeros(3, 3), "b": torch.zeros(3)})
+    ['b: checkpoint None, model (3,)', 'w: checkpoint (2, 3), model (3, 3)']
+    """
+    found = {name: tuple(t.shape) for name, t in found.items()}
+    expected = {name: tuple(t.shape) for name, t in expected.items()}
+    return sorted(
+        f"{name}: {found_name} {found.get(name)}, {expected_name} {expected.get(name)}"
+        for name in set(found) | set(expected)
+        if found.get(name) != expected.get(name)
+    )
 
 
 def _is_local(source):

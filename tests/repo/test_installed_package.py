@@ -19,14 +19,22 @@ SCRIPT = """
 import json, os, sys
 import speechmapper_plugin
 from speechmapper_plugin.inference import cli
-from speechmapper_plugin.inference.pretrained import SpeechMapperLLM
+from speechmapper_plugin.inference.pretrained import SpeechMapperLLM, load_model
 
 stage1, out, wav = sys.argv[1:4]
 assert cli.main(["export", stage1, out, "--set", "llm_dtype=float32"]) == 0
 model = SpeechMapperLLM.from_hparams(
     source=out, overrides={"max_new_tokens": 8}, run_opts={"device": "cpu"}
 )
-print(json.dumps({"package": speechmapper_plugin.__file__, "text": model.transcribe_file(wav)}))
+text = model.transcribe_file(wav)
+on_the_fly = load_model(  # from_training_folder: exported on the fly
+    stage1,
+    savedir=out + "_2",
+    overrides={"llm_dtype": "float32", "max_new_tokens": 8},
+    run_opts={"device": "cpu"},
+)
+assert on_the_fly.transcribe_file(wav) == text
+print(json.dumps({"package": speechmapper_plugin.__file__, "text": text}))
 """
 
 
