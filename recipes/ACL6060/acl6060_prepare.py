@@ -34,7 +34,11 @@ transcript), ``transcript`` (the English seg as released), ``tgt`` / ``tgt_lang`
 talk-level scoring concatenates hypotheses in that order. Segments whose wav is missing or
 unreadable, empty transcripts or translations, translation lines that are not UTF-8,
 duplicates and segments longer than ``max_duration`` are skipped, counted and listed in
-``<save_folder>/<split>.skipped.tsv`` (a skipped segment counts as an empty hypothesis in the official talk-level scoring). A
+``<save_folder>/<split>.skipped.tsv``.
+``<save_folder>/<split>.references.csv`` lists every segment of the split's talks, skipped
+ones included (``ID``, ``spk_id``, ``wrd``, ``transcript``, ``tgt``, ``tgt_lang``): the
+official scoring (``evaluation.iwslt_scoring``) scores against all of them, as the organizers
+do, so a skipped segment counts as an empty hypothesis and its reference text stays. A
 translation XML whose seg ids are not those of the English XML, or a translations file whose
 line count differs from the English segment count, is an error.
 
@@ -54,7 +58,9 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
+from speechmapper_plugin.data.manifests import write_csv
 from speechmapper_plugin.data.preparation import layout_error, prepare_cli, run_preparation
+from speechmapper_plugin.evaluation.iwslt_scoring import references_path
 from speechmapper_plugin.utils.text import normalize_text
 from speechmapper_plugin.utils.textfiles import TextEncodingError, decoded_lines
 
@@ -239,6 +245,50 @@ def read_split(data_folder, split, skip, translations_folder=None):
         yield row
 
 
+def reference_rows(data_folder, split, translations_folder=None):
+    """Every segment of the split's talks, in XML order, with its reference texts, whether
+    or not the manifest keeps it (the official scoring's references).
+
+    Returns
+    -------
+    list of dict
+        ``ID`` (as in the manifest), ``spk_id`` (the talk), ``wrd``, ``transcript`` and, for
+        ST, ``tgt`` and ``tgt_lang``.
+    """
+    set_name, tgt = parse_split(split)
+    folder = find_set_folder(data_folder, set_name)
+    english = read_xml(xml_file(folder, set_name, SOURCE))
+    translations = {}
+    if tgt is not None:
+        translations = _translations(
+            folder, set_name, tgt, english, translations_folder, data_folder
+        )
+    rows = []
+    for talk, seg, transcript in english:
+        audio_id = f"{talk}_{int(seg):05d}" if seg.isdigit() else f"{talk}_{seg or '<no id>'}"
+        row = {
+            "ID": audio_id if tgt is None else f"{audio_id}-{tgt}",
+            "spk_id": talk,
+            "wrd": normalize_text(transcript),
+            "transcript": transcript,
+        }
+        if tgt is not None:
+            row.update(tgt=translations.get(seg, ""), tgt_lang=tgt)
+        rows.append(row)
+    return rows
+
+
+def _prepare_split(data_folder, save_folder, split, skip, translations_folder):
+    """The manifest rows of a split (``read_split``), after writing its references file."""
+    rows = reference_rows(data_folder, split, translations_folder)
+    fields = ["ID", "spk_id", "wrd", "transcript"] + (
+        ["tgt", "tgt_lang"] if "tgt" in rows[0] else []
+    )
+    os.makedirs(save_folder, exist_ok=True)
+    write_csv(references_path(save_folder, split), rows, fields)
+    yield from read_split(data_folder, split, skip, translations_folder)
+
+
 def _file_digest(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -292,7 +342,9 @@ def prepare_acl6060(
         data_folder,
         save_folder,
         splits,
-        lambda split, skip: read_split(data_folder, split, skip, translations_folder),
+        lambda split, skip: _prepare_split(
+            data_folder, save_folder, split, skip, translations_folder
+        ),
         required=["transcript"],
         max_duration=max_duration,
         skip_prep=skip_prep,
@@ -300,6 +352,7 @@ def prepare_acl6060(
             "version": VERSION,
             "translations_folder": translations_folder,
             "translations": digests,
+            "references_file": 1,  # <split>.references.csv (older manifests: prepared again)
         },
     )
 

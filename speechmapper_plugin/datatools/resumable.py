@@ -32,6 +32,7 @@ import time
 
 from speechmapper_plugin.data.manifests import write_csv
 from speechmapper_plugin.utils.files import atomic_write_text, write_json
+from speechmapper_plugin.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class ResumableJob:
         self._read_progress()
         self._log = open(self.progress_path, "a", encoding="utf-8")
         self._synced = float("-inf")
+        self._bar = None
         if self._new:
             self._append({"tool": tool, "settings": self.settings})
 
@@ -147,7 +149,11 @@ class ResumableJob:
         return str(item_id) in self.decisions
 
     def pending(self, items, key="ID"):
-        """The items (dicts) without a decision yet, in order."""
+        """The items (dicts) without a decision yet, in order; a progress bar (rate, ETA,
+        kept / dropped counts) follows the decisions on a terminal."""
+        total = len(items) if hasattr(items, "__len__") else None
+        already = sum(1 for item in items if self.done(item[key])) if total is not None else 0
+        self._bar = progress_bar(total=total, initial=already, desc=self.tool, unit="item")
         for item in items:
             if not self.done(item[key]):
                 yield item
@@ -167,6 +173,8 @@ class ResumableJob:
             raise ValueError(f"{self.tool}: item {item_id!r} was already decided.")
         self.decisions[item_id] = decision
         self._append({"id": item_id, **decision})
+        if self._bar is not None:
+            self._bar.update(1)
 
     def finish(self, fieldnames, input_items=None):
         """Write the output manifest, the dropped list and the report; returns the report.
@@ -180,6 +188,8 @@ class ResumableJob:
         """
         os.fsync(self._log.fileno())
         self._log.close()
+        if self._bar is not None:
+            self._bar.close()
         rows = [r for d in self.decisions.values() for r in d.get("rows", ())]
         write_csv(self.output, rows, fieldnames)
         dropped = [

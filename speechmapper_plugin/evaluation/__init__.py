@@ -1,7 +1,8 @@
 """Evaluation (upper layer: imports the core only).
 
 - ``decoding``: failure-mode statistics of decoded outputs (stuck, verbose; App. B.2).
-- ``metrics`` (WER/CER, BLEU, language ID), ``comet``, ``judge`` (SQA LLM-as-judge).
+- ``metrics`` (WER/CER, BLEU, language ID), ``normalizers`` (OpenAI Whisper's), ``comet``,
+  ``judge`` (SQA LLM-as-judge) with ``bergen`` (BERGEN's prompt and decision rule).
 - ``cascade``: the HF ASR front-end of the cascaded baselines.
 - ``scoring``: all metrics of one task; ``brain``: ``EvalBrain``; ``run``: the evaluation loop;
   ``sharding``: decoding split across ``torchrun`` processes, outputs gathered once.

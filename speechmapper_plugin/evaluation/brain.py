@@ -207,6 +207,8 @@ class EvalBrain(ShardedEvaluation, sb.Brain):
             comet=hp.comet,
             judges=hp.judges,
             guarded=guarded,
+            judge_protocol=getattr(hp, "judge_protocol", "bergen"),
+            wer_normalizer=getattr(hp, "wer_normalizer", "mms"),
         )
         langs = {o["tgt_lang"] for o in self.outputs}
         return make_result(

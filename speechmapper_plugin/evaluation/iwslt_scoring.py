@@ -6,28 +6,40 @@ The organizers score ACL 60/60 and the SQA test sets as follows (their
 protocol with the project's readers and scorers:
 
 - **ASR** (:func:`talk_wer`): each segment hypothesis is normalized with Whisper's
-  ``EnglishTextNormalizer`` (``BasicTextNormalizer`` for other languages), the normalized
-  segments of a talk are joined with spaces and compared with the normalized talk-level
-  reference; ``jiwer`` WER over the list of talks (errors of all talks / words of all talks).
+  ``EnglishTextNormalizer`` (``BasicTextNormalizer`` for other languages) with the rules of
+  the organizers' pinned ``whisper_normalizer==0.0.10`` (OpenAI's, ``evaluation.normalizers``:
+  no rewriting of "kinda", "dunno", "'cause"...), the normalized segments of a talk are
+  joined with spaces and compared with the normalized talk-level reference; ``jiwer`` WER
+  over the list of talks (errors of all talks / words of all talks).
 - **ST** (:func:`resegment`, :func:`st_comet`): the hypotheses of a talk are concatenated and
   re-segmented onto the talk's reference sentences by minimum-WER alignment (the organizers
-  ran the ``mwerSegmenter`` binary; here the ``mweralign`` package, the same algorithm as a
-  library); for Chinese (``CHAR_LEVEL_LANGS``) at character level (characters space-joined
-  before the alignment, spaces removed after). Each re-segmented hypothesis is scored with
-  COMET ``wmt22-comet-da`` against its reference sentence, the source being the English
-  transcript sentence; the system score is the mean (x100 here).
+  ran the ``mwerSegmenter`` binary with ``-usecase 1``; here the ``mweralign`` package, the
+  same algorithm as a library, made case-sensitive); for Chinese (``CHAR_LEVEL_LANGS``) at
+  character level (characters space-joined before the alignment, spaces removed after). A
+  talk without any output is aligned as "." (the organizers' rule since July 2025). Each
+  re-segmented hypothesis is scored with COMET ``wmt22-comet-da`` against its reference
+  sentence, the source being the English transcript sentence; the system score is the mean
+  (x100 here).
 - **SQA** (:func:`bertscore_f1`): ``bert_score.score(hyps, refs, lang=...,
   rescale_with_baseline=True)``, mean F1 (x100 here), with ``bert_score``'s default model of
   the language (``roberta-large`` for English, ``bert-base-chinese`` for Chinese,
   ``bert-base-multilingual-cased`` for the others) unless another model is given.
+- **References**: every segment of the talks, as in the organizers' reference files: the
+  ACL 60/60 preparation writes ``<split>.references.csv`` (all segments, those it left out of
+  the manifest included) and the command line scores against it, so a segment the system
+  did not decode (or the preparation skipped) counts as an empty hypothesis. Without that
+  file (manifests of another preparation) the manifest's segments are the references, and a
+  warning says so.
 
-Differences with the organizers' script, all documented where they matter: ``mweralign``
-aligns case-insensitively (the organizers ran ``mwerSegmenter -usecase 1``); whitespace inside
-a Chinese hypothesis is dropped before the character-level alignment (the organizers' space
-removal has the same effect on the output); several SQA reference answers (joined with
-``manifests.ANSWER_SEPARATOR``) are scored as multiple references (best F1), the organizers have
-one; a segment of the test set missing from a result counts as an empty hypothesis (the
-organizers' script fails on it), counted and logged.
+Remaining differences with the organizers' script: several SQA reference answers (joined
+with ``manifests.ANSWER_SEPARATOR``) are scored as multiple references (best F1), the
+organizers have one; a missing segment counts as an empty hypothesis (the organizers' script
+fails on it), counted and logged; whitespace inside a Chinese hypothesis is dropped before
+the character-level alignment (the organizers' space removal has the same effect on the
+output); COMET runs with batch size 16 (theirs 8; no effect on the scores) and
+``unbabel-comet`` 2.2.7 (theirs 2.2.4); jiwer 4 (theirs 3.0.5; the same corpus WER); the
+reference and source sentences are the manifest's (``tgt``, ``transcript``), which the
+preparation reads from the release's XML files.
 
 Units follow the result schema: ``official_wer`` in percent, ``official_comet`` and
 ``bertscore_f1`` x100.
@@ -63,6 +75,18 @@ logger = logging.getLogger(__name__)
 
 #: Metric names written into the results (see ``report``).
 METRIC_OF_TASK = {"asr": "official_wer", "st": "official_comet", "sqa": "bertscore_f1"}
+
+
+def references_path(folder, split):
+    """Where a preparation lists every reference segment of a split's talks, skipped ones
+    included: ``<folder>/<split>.references.csv`` (recipes/ACL6060 writes it).
+
+    Example
+    -------
+    >>> references_path("results/acl6060/manifests", "eval_en-de")
+    'results/acl6060/manifests/eval_en-de.references.csv'
+    """
+    return os.path.join(folder, f"{split}.references.csv")
 
 
 def manifest_rows(path):
@@ -321,6 +345,30 @@ def _load(paths):
     return found
 
 
+class _Rows(list):
+    """Manifest rows that know which file they come from."""
+
+    source = None
+
+
+def _reference_rows(folder, split):
+    """Every reference segment of a split (``<split>.references.csv``), else its manifest."""
+    path = references_path(folder, split)
+    if not os.path.isfile(path):
+        path = manifest_path(folder, split)
+        logger.warning(
+            "%s has no %s: the segments of %s are the references, so segments the "
+            "preparation left out are not scored (the organizers score every segment of the "
+            "talks; prepare the manifests with recipes/ACL6060/acl6060_prepare.py).",
+            folder,
+            os.path.basename(references_path(folder, split)),
+            os.path.basename(path),
+        )
+    rows = _Rows(manifest_rows(path))
+    rows.source = os.path.basename(path)
+    return rows
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m speechmapper_plugin.evaluation.iwslt_scoring",
@@ -392,7 +440,7 @@ def main(argv=None):
                         "--manifest_folder (the folder of the dataset's <split>.csv), or "
                         "leave them out with --tasks sqa / --datasets."
                     )
-                rows = manifest_rows(manifest_path(args.manifest_folder, result["split"]))
+                rows = _reference_rows(args.manifest_folder, result["split"])
             metrics, signatures, details = score_result(
                 result,
                 rows,
@@ -407,6 +455,8 @@ def main(argv=None):
                 bertscore_batch_size=args.bertscore_batch_size,
                 where=path,
             )
+            if rows is not None:
+                details["references"] = rows.source
             updated = with_official_metrics(result, metrics, signatures, details)
             if args.output_folder:
                 target = write_result(args.output_folder, updated)

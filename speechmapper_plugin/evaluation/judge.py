@@ -1,16 +1,22 @@
 """LLM-as-judge for spoken question answering: a yes/no answer-equivalence check.
 
-The SQA protocol of the paper (Sec. 3, "Inference and evaluation") follows the BERGEN
-LLM-evaluation idea: a judge LLM is shown the reference context, the question, the reference
-answer(s) and the generated answer, and replies "yes" when the generated answer means the same
-as a reference answer, "no" otherwise. The score is the percentage of "yes", averaged over
-several judges (paper: EuroLLM-9B-Instruct, Gemma3-12B/27B-Instruct, Llama3.1-70B-Instruct).
+The SQA protocol of the SpeechMapper paper (Sec. 3, "Inference and evaluation") is the one of
+the IWSLT 2025 system: BERGEN's LLM judge, run with several judges whose accuracies are
+averaged (paper: EuroLLM-9B-Instruct, Gemma3-12B/27B-Instruct, Llama3.1-70B-Instruct); Table 2
+prints the mean with the spread over the judges. Three protocols (``protocol=``):
 
-- :data:`JUDGE_PROMPT` is the user message (fields ``{context}``, ``{question}``,
-  ``{reference}``, ``{answer}``); it is rendered with each judge's own chat template.
-- :func:`parse_verdict` reads a judge reply as True (yes), False (no) or None (invalid).
-- :class:`LLMJudge` loads one judge and judges a set of answers with batched greedy decoding.
-- :func:`judge_answers` runs several judges in turn and averages their accuracies.
+- ``"bergen"`` (default): BERGEN's prompt and decision rule (``evaluation.bergen``): the
+  judge's next-token probabilities of "Yes" and "No" after the prompt; an item scores p(Yes),
+  every item gets a score, the judge's accuracy is the mean (x100).
+- ``"bergen-text"``: BERGEN's text mode (its vLLM path): greedy reply of at most 10 tokens,
+  "Yes"/"No" as case-sensitive substrings, undecided replies left out of the mean.
+- ``"freeform"``: this project's earlier judge: :data:`JUDGE_PROMPT` (context, question,
+  references, candidate), a greedy reply read by :func:`parse_verdict`; invalid replies are
+  left out of the accuracy and counted.
+
+- :class:`LLMJudge` loads one judge and judges a set of answers in batches.
+- :func:`judge_answers` runs several judges in turn, averages their accuracies and gives
+  their spread (population standard deviation over judges).
 
 Authors
 -------
@@ -26,9 +32,11 @@ import string
 
 import torch
 
+import speechmapper_plugin.evaluation.bergen as bergen
 from speechmapper_plugin.models.frozen_llm import _check_model_files, _parse_dtype
 from speechmapper_plugin.models.hub import MODEL_FILE_PATTERNS, resolve_source
 from speechmapper_plugin.models.tokens import end_of_turn_token, load_tokenizer
+from speechmapper_plugin.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +68,23 @@ JUDGE_PROMPT = (
 
 
 REFERENCE_SEPARATOR = " | "
+
+
+#: The judge protocols (see the module docstring); the first is the default.
+PROTOCOLS = ("bergen", "bergen-text", "freeform")
+
+
+def check_protocol(protocol):
+    """The protocol name, or a ``ValueError`` listing the known ones.
+
+    Example
+    -------
+    >>> check_protocol("bergen")
+    'bergen'
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown judge protocol {protocol!r}; choose one of {PROTOCOLS}.")
+    return protocol
 
 
 PROMPT_FIELDS = ("context", "question", "reference", "answer")
@@ -260,44 +285,49 @@ def _free_memory(device):
 
 
 class LLMJudge:
-    """One judge LLM giving yes/no equivalence verdicts with greedy decoding.
+    """One judge LLM giving yes/no equivalence verdicts (see :data:`PROTOCOLS`).
 
-    Each item is rendered with :data:`JUDGE_PROMPT` (or ``prompt``) as a user message through
-    the judge's chat template (with the generation prompt); a tokenizer without a chat
-    template gets the raw text (logged). Items are judged in batches with left padding (pad
-    id: the tokenizer's pad token, else its eos), pure greedy search (``do_sample=False``,
-    the model's sampling defaults ignored) and at most ``max_new_tokens`` tokens; decoding
-    stops on the eos / end-of-turn ids. Batching does not change the verdicts.
+    ``bergen`` and ``bergen-text``: BERGEN's messages (``evaluation.bergen``) through the
+    judge's chat template, re-tokenized with the special tokens as BERGEN does. ``freeform``:
+    :data:`JUDGE_PROMPT` (or ``prompt``) as a user message through the chat template (a
+    tokenizer without one gets the raw text, logged). Items are judged in batches with left
+    padding; ``bergen`` reads the next-token logits of one forward pass (position ids from the
+    attention mask, as ``generate`` builds them), the text protocols decode greedily
+    (``do_sample=False``, the model's sampling defaults ignored) and stop on the eos /
+    end-of-turn ids. Batching does not change the verdicts.
 
     Arguments
     ---------
     source : str or Path
         A hub id (e.g. ``utter-project/EuroLLM-9B-Instruct``) or a local model folder.
     dtype : str or torch.dtype
-        Weight dtype ("bfloat16", "float16", "float32" or "auto").
+        Weight dtype ("bfloat16" as BERGEN, "float16", "float32" or "auto").
     batch_size : int
-        Items decoded together.
-    max_new_tokens : int
-        Maximum reply length (the verdict is the first word).
-    prompt : str
-        The template (see :func:`check_prompt`).
+        Items judged together.
+    max_new_tokens : int, optional
+        Maximum reply length of the text protocols (default: 10 for ``bergen-text`` as
+        BERGEN, 5 for ``freeform``).
+    prompt : str, optional
+        The ``freeform`` template (see :func:`check_prompt`; default :data:`JUDGE_PROMPT`).
     cache_dir : str or Path, optional
         The hub cache.
     device : str or torch.device, optional
         Where to load the judge: default "cuda" when available, else "cpu"; "auto" spreads a
         large judge (Llama-3.1-70B) over all GPUs (and CPU) with accelerate.
+    protocol : str
+        ``bergen`` (default), ``bergen-text`` or ``freeform``.
 
     Example
     -------
     >>> import tempfile
     >>> from speechmapper_plugin.tiny.llm import build_tiny_llm
-    >>> folder = build_tiny_llm(tempfile.mkdtemp(), ["yes it is", "no it is not"])
-    >>> judge = LLMJudge(folder, dtype="float32", device="cpu", max_new_tokens=2)
+    >>> folder = build_tiny_llm(tempfile.mkdtemp(), ["Yes", "No", "Yes it is", "No it is not"] * 4)
+    >>> judge = LLMJudge(folder, dtype="float32", device="cpu")
     >>> result = judge.judge(["a cat sat"], ["who sat?"], [["a cat", "the cat"]], ["the cat"])
     >>> sorted(result)
-    ['accuracy', 'accuracy_all', 'invalid', 'num_items', 'raw', 'valid', 'verdicts', 'yes']
-    >>> len(result["raw"]), result["num_items"]
-    (1, 1)
+    ['accuracy', 'invalid', 'num_items', 'scores', 'valid']
+    >>> 0.0 < result["scores"][0] < 1.0, result["invalid"]
+    (True, 0)
     """
 
     def __init__(
@@ -305,24 +335,36 @@ class LLMJudge:
         source,
         dtype="bfloat16",
         batch_size=8,
-        max_new_tokens=5,
-        prompt=JUDGE_PROMPT,
+        max_new_tokens=None,
+        prompt=None,
         cache_dir=None,
         device=None,
+        protocol="bergen",
     ):
         from transformers import AutoModelForCausalLM
 
+        self.protocol = check_protocol(protocol)
+        if prompt is not None and protocol != "freeform":
+            raise ValueError(
+                f"prompt= sets the freeform judge's template; the {protocol} protocol uses "
+                "BERGEN's prompt (evaluation.bergen)."
+            )
+        if max_new_tokens is None:
+            max_new_tokens = bergen.MAX_NEW_TOKENS if protocol == "bergen-text" else 5
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}.")
         if int(max_new_tokens) < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}.")
-        self.prompt = check_prompt(prompt)
+        self.prompt = check_prompt(JUDGE_PROMPT if prompt is None else prompt)
         self.source = str(source)
         self.batch_size = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)
         folder = resolve_source(source, cache_dir=cache_dir, allow_patterns=MODEL_FILE_PATTERNS)
         _check_model_files(folder, source)
         self.tokenizer = load_tokenizer(folder)
+        self.option_ids = None
+        if protocol == "bergen":  # checked before the weights are loaded
+            self.option_ids = bergen.option_token_ids(self.tokenizer, self.source)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
@@ -332,8 +374,15 @@ class LLMJudge:
         self.model.requires_grad_(False)
         self.model.eval()
         self.stop_ids = self._stop_ids()
-        pad_id = self.tokenizer.pad_token_id
-        self.pad_id = int(pad_id if pad_id is not None else self.stop_ids[0])
+        if protocol == "freeform":
+            pad_id = self.tokenizer.pad_token_id
+            self.pad_id = int(pad_id if pad_id is not None else self.stop_ids[0])
+        else:  # BERGEN: bos, else pad, else eos (masked out anyway)
+            tok = self.tokenizer
+            pad = next(
+                i for i in (tok.bos_token_id, tok.pad_token_id, self.stop_ids[0]) if i is not None
+            )
+            self.pad_id = int(pad)
         self._warned_no_template = False
         self._bos_id = None
         bos_id = self.tokenizer.bos_token_id
@@ -342,10 +391,11 @@ class LLMJudge:
             if probe and probe[0] == bos_id:
                 self._bos_id = int(bos_id)
         logger.info(
-            "Judge %s loaded (%s, %s), stops on %s, pads with %d",
+            "Judge %s loaded (%s, %s, protocol %s), stops on %s, pads with %d",
             self.source,
             self.model.dtype,
             device,
+            protocol,
             self.stop_ids,
             self.pad_id,
         )
@@ -369,13 +419,21 @@ class LLMJudge:
             )
         return list(dict.fromkeys(ids))
 
+    def _no_template_warning(self):
+        if not self._warned_no_template:
+            logger.warning(
+                "Judge %s: the tokenizer has no chat template, the raw prompt is used.",
+                self.source,
+            )
+            self._warned_no_template = True
+
     def prompts(self, contexts, questions, references, answers):
-        """The texts fed to the judge (template filled, chat template applied).
+        """The texts fed to the judge (its protocol's prompt, chat template applied).
 
         Arguments
         ---------
         contexts, questions, references, answers : list
-            One entry per item (see :meth:`judge`).
+            One entry per item (see :meth:`judge`; BERGEN's prompt has no context).
 
         Returns
         -------
@@ -385,6 +443,22 @@ class LLMJudge:
         contexts, questions, references, answers = _check_items(
             contexts, questions, references, answers
         )
+        template = getattr(self.tokenizer, "chat_template", None)
+        if self.protocol != "freeform":
+            with_system = bool(template) and "system" in template
+            conversations = [
+                bergen.messages(question, reference, answer, with_system=with_system)
+                for question, reference, answer in zip(questions, references, answers)
+            ]
+            if not template:
+                self._no_template_warning()
+                return [conversation[-1]["content"] for conversation in conversations]
+            return [
+                self.tokenizer.apply_chat_template(
+                    conversation, tokenize=False, add_generation_prompt=True
+                )
+                for conversation in conversations
+            ]
         messages = [
             self.prompt.format(
                 context=context.strip(),
@@ -396,13 +470,8 @@ class LLMJudge:
                 contexts, questions, references, answers
             )
         ]
-        if not getattr(self.tokenizer, "chat_template", None):
-            if not self._warned_no_template:
-                logger.warning(
-                    "Judge %s: the tokenizer has no chat template, the raw prompt is used.",
-                    self.source,
-                )
-                self._warned_no_template = True
+        if not template:
+            self._no_template_warning()
             return messages
         return [
             self.tokenizer.apply_chat_template(
@@ -412,12 +481,70 @@ class LLMJudge:
         ]
 
     def _encode(self, text):
+        if self.protocol != "freeform":
+            # BERGEN re-tokenizes the rendered text with the special tokens (and truncates).
+            limit = getattr(self.tokenizer, "model_max_length", None)
+            limit = limit if isinstance(limit, int) and limit < 10**7 else None
+            ids = self.tokenizer(text, truncation=limit is not None, max_length=limit)
+            return list(ids["input_ids"])
         # The chat template writes the bos token itself (when the model uses one); a
         # template that does not gets it prepended, as the tokenizer would.
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         if self._bos_id is not None and (not ids or ids[0] != self._bos_id):
             ids = [self._bos_id] + ids
         return ids
+
+    def _batches(self, texts):
+        """``(indices, ids, mask)`` of left-padded batches, longest prompts first."""
+        encoded = [self._encode(text) for text in texts]
+        # Longest first, so each batch holds prompts of similar lengths (less padding).
+        order = sorted(range(len(encoded)), key=lambda index: -len(encoded[index]))
+        device = self.model.get_input_embeddings().weight.device
+        starts = range(0, len(order), self.batch_size)
+        bar = progress_bar(
+            starts, desc=f"judge {self.source}", unit="batch", enable=len(starts) > 1
+        )
+        for first in bar:
+            batch = order[first : first + self.batch_size]
+            width = max(len(encoded[index]) for index in batch)
+            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, index in enumerate(batch):
+                length = len(encoded[index])
+                ids[row, width - length :] = torch.tensor(encoded[index])
+                mask[row, width - length :] = 1
+            yield batch, ids.to(device), mask.to(device)
+
+    @torch.no_grad()
+    def yes_probabilities(self, texts):
+        """BERGEN's decision: p(Yes) among {Yes, No} for the first token after each prompt.
+
+        Arguments
+        ---------
+        texts : list of str
+            Prompts as returned by :meth:`prompts`.
+
+        Returns
+        -------
+        list of float
+        """
+        no_id, yes_id = self.option_ids
+        scores = [None] * len(texts)
+        keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        for batch, ids, mask in self._batches(texts):
+            positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+            kwargs = {"logits_to_keep": 1} if keep else {}
+            logits = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=False,
+                **kwargs,
+            ).logits[:, -1]
+            pair = logits[:, [no_id, yes_id]].float().softmax(-1)[:, 1].cpu().tolist()
+            for index, value in zip(batch, pair):
+                scores[index] = float(value)
+        return scores
 
     @torch.no_grad()
     def generate(self, texts):
@@ -445,23 +572,10 @@ class LLMJudge:
         kwargs = {"generation_config": config}
         if "use_model_defaults" in inspect.signature(self.model.generate).parameters:
             kwargs["use_model_defaults"] = False
-        encoded = [self._encode(text) for text in texts]
-        # Longest first, so each batch holds prompts of similar lengths (less padding).
-        order = sorted(range(len(encoded)), key=lambda index: -len(encoded[index]))
-        device = self.model.get_input_embeddings().weight.device
-        replies = [None] * len(encoded)
-        for first in range(0, len(order), self.batch_size):
-            batch = order[first : first + self.batch_size]
-            width = max(len(encoded[index]) for index in batch)
-            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, index in enumerate(batch):
-                length = len(encoded[index])
-                ids[row, width - length :] = torch.tensor(encoded[index])
-                mask[row, width - length :] = 1
-            output = self.model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
-            )
+        replies = [None] * len(texts)
+        for batch, ids, mask in self._batches(texts):
+            output = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+            width = ids.shape[1]
             for row, index in enumerate(batch):
                 new = output[row, width:].tolist()
                 cut = next((i for i, tok in enumerate(new) if tok in self.stop_ids), len(new))
@@ -474,29 +588,54 @@ class LLMJudge:
         Arguments
         ---------
         contexts : list of str
-            The reference contexts (passages or transcripts).
+            The reference contexts (passages or transcripts; only the freeform prompt
+            shows them).
         questions : list of str
             The questions.
         references : list of str or list of list of str
-            The reference answer(s) of each question (several are joined).
+            The reference answer(s) of each question.
         answers : list of str
-            The generated answers; empty ones are judged too (usually "no").
+            The generated answers; empty ones are judged too.
 
         Returns
         -------
         dict
-            ``accuracy``: percent of *valid* verdicts that are yes (an invalid reply says
-            nothing about the answer, so it is left out; NaN if no reply is valid);
-            ``accuracy_all``: percent of yes over all items (invalid counted as no);
-            ``yes``, ``valid``, ``invalid`` and ``num_items`` counts; ``verdicts`` (True /
-            False / None per item) and ``raw`` (the replies).
+            ``accuracy`` (percent): ``bergen``: mean p(Yes) over all items; ``bergen-text``:
+            mean verdict over the valid replies; ``freeform``: percent of yes among the
+            valid replies (NaN if no reply is valid). ``scores`` (per item: p(Yes), 1/0, or
+            None for an invalid reply), ``valid``, ``invalid``, ``num_items``; the text
+            protocols add ``accuracy_all`` (invalid counted as no) and ``raw`` (the
+            replies); ``freeform`` adds ``yes`` and ``verdicts`` (True / False / None).
         """
         texts = self.prompts(contexts, questions, references, answers)
+        if self.protocol == "bergen":
+            scores = self.yes_probabilities(texts)
+            return {
+                "accuracy": 100.0 * sum(scores) / len(scores),
+                "scores": scores,
+                "valid": len(scores),
+                "invalid": 0,
+                "num_items": len(scores),
+            }
         raw = self.generate(texts)
-        verdicts = [parse_verdict(reply) for reply in raw]
-        result = _summary(verdicts)
+        if self.protocol == "bergen-text":
+            scores = [bergen.text_verdict(reply) for reply in raw]
+            valid = [score for score in scores if score is not None]
+            result = {
+                "accuracy": 100.0 * sum(valid) / len(valid) if valid else float("nan"),
+                "accuracy_all": 100.0 * sum(valid) / len(scores),
+                "scores": scores,
+                "valid": len(valid),
+                "invalid": len(scores) - len(valid),
+                "num_items": len(scores),
+            }
+        else:
+            verdicts = [parse_verdict(reply) for reply in raw]
+            result = _summary(verdicts)
+            result["verdicts"] = verdicts
+            result["scores"] = [None if v is None else float(v) for v in verdicts]
         if result["invalid"]:
-            examples = [reply for reply, verdict in zip(raw, verdicts) if verdict is None][:3]
+            examples = [reply for reply, score in zip(raw, result["scores"]) if score is None][:3]
             logger.warning(
                 "Judge %s: %d of %d replies are neither yes nor no (e.g. %s).",
                 self.source,
@@ -504,7 +643,6 @@ class LLMJudge:
                 len(raw),
                 examples,
             )
-        result["verdicts"] = verdicts
         result["raw"] = raw
         return result
 
@@ -517,7 +655,8 @@ class LLMJudge:
 
 
 def judge_answers(contexts, questions, references, answers, judges, **kwargs):
-    """Judges answers with several LLMs in turn and averages their accuracies.
+    """Judges answers with several LLMs in turn, averages their accuracies and gives their
+    spread (the "±" of the paper's Table 2).
 
     All judges are resolved first (a missing one fails before any is run), then each is
     loaded, run and freed before the next one, so only one judge is in memory at a time.
@@ -529,27 +668,27 @@ def judge_answers(contexts, questions, references, answers, judges, **kwargs):
     judges : list of str
         Judge hub ids or local folders (paper: :data:`PAPER_JUDGES`).
     **kwargs
-        Passed to :class:`LLMJudge` (``dtype``, ``batch_size``, ``max_new_tokens``,
-        ``prompt``, ``cache_dir``, ``device``).
+        Passed to :class:`LLMJudge` (``protocol``, ``dtype``, ``batch_size``,
+        ``max_new_tokens``, ``prompt``, ``cache_dir``, ``device``).
 
     Returns
     -------
     dict
-        ``accuracy`` and ``accuracy_all``: means over judges (NaN if a judge gave no valid
-        reply); ``std``: population standard deviation of ``accuracy`` over judges;
-        ``invalid``: invalid replies over all judges; ``num_items``; ``per_judge``: {source:
-        the judge's result without ``raw``}.
+        ``accuracy``: mean of the judges' accuracies (NaN if a judge gave no valid reply);
+        ``std``: their population standard deviation (ddof=0) over the judges;
+        ``invalid``: invalid replies over all judges; ``num_items``; ``protocol``;
+        ``per_judge``: {source: the judge's result without ``raw``}; the text protocols add
+        ``accuracy_all`` (mean over judges, invalid replies counted as no).
 
     Example
     -------
     >>> import tempfile
     >>> from speechmapper_plugin.tiny.llm import build_tiny_llm
-    >>> folder = build_tiny_llm(tempfile.mkdtemp(), ["yes it is", "no it is not"])
+    >>> folder = build_tiny_llm(tempfile.mkdtemp(), ["Yes", "No", "Yes it is", "No it is not"] * 4)
     >>> out = judge_answers(["c"], ["q"], ["yes"], ["no"], [folder], dtype="float32",
-    ...                     device="cpu", max_new_tokens=2)
-    >>> judged = out["per_judge"][str(folder)]
-    >>> judged["valid"] + judged["invalid"] == out["num_items"] == 1
-    True
+    ...                     device="cpu")
+    >>> out["protocol"], out["num_items"], out["std"]
+    ('bergen', 1, 0.0)
     """
     if isinstance(judges, str) or not hasattr(judges, "__iter__"):
         judges = [judges]
@@ -559,10 +698,11 @@ def judge_answers(contexts, questions, references, answers, judges, **kwargs):
     duplicates = sorted({source for source in judges if judges.count(source) > 1})
     if duplicates:
         raise ValueError(f"Judges listed more than once: {duplicates}.")
+    protocol = check_protocol(kwargs.get("protocol", "bergen"))
     items = _check_items(contexts, questions, references, answers)
     for reference in items[2]:
         format_references(reference)
-    if "prompt" in kwargs:
+    if kwargs.get("prompt") is not None:
         check_prompt(kwargs["prompt"])
     folders = {
         source: resolve_source(
@@ -579,23 +719,26 @@ def judge_answers(contexts, questions, references, answers, judges, **kwargs):
         finally:
             judge.close()
             del judge
-        result.pop("raw")
+        result.pop("raw", None)
         per_judge[source] = result
         logger.info(
-            "Judge %s: accuracy %.2f%% (%.2f%% over all items, %d invalid)",
+            "Judge %s (%s): accuracy %.2f%% (%d invalid)",
             source,
+            protocol,
             result["accuracy"],
-            result["accuracy_all"],
             result["invalid"],
         )
     accuracies = [result["accuracy"] for result in per_judge.values()]
     mean = sum(accuracies) / len(accuracies)
     std = math.sqrt(sum((value - mean) ** 2 for value in accuracies) / len(accuracies))
-    return {
+    out = {
         "accuracy": mean,
-        "accuracy_all": sum(r["accuracy_all"] for r in per_judge.values()) / len(per_judge),
         "std": std,
         "invalid": sum(result["invalid"] for result in per_judge.values()),
         "num_items": len(items[3]),
+        "protocol": protocol,
         "per_judge": per_judge,
     }
+    if protocol != "bergen":
+        out["accuracy_all"] = sum(r["accuracy_all"] for r in per_judge.values()) / len(per_judge)
+    return out

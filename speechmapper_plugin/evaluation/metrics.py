@@ -3,7 +3,9 @@
 Each metric is a thin wrapper over the library the field uses, so that the numbers are
 comparable with the paper's (Sec. 3 "Inference and evaluation", App. B):
 
-- **WER/CER** (:func:`error_rates`): ``jiwer`` on MMS-normalized text. The LLM's outputs carry
+- **WER/CER** (:func:`error_rates`): ``jiwer`` on MMS-normalized text (or, with
+  ``normalizer="whisper"`` / ``--wer_normalizer=whisper``, on text normalized by OpenAI
+  Whisper's English normalizer, as the ASR leaderboards score; recorded in the signature). The LLM's outputs carry
   casing, punctuation and sometimes newlines ("Here is the sentence:\\n..."), while the
   paper's references are MMS-normalized transcripts (lower case, no punctuation, digit-only
   words dropped). Scoring raw outputs would count every capital letter and comma as an
@@ -68,7 +70,40 @@ def _check_lengths(caller, **lists):
     return next(iter(lengths.values()))
 
 
-def error_rates(hypotheses, references, normalize=True):
+#: The text normalizers of :func:`error_rates` (``--wer_normalizer``).
+WER_NORMALIZERS = ("mms", "whisper", "none")
+
+
+def wer_normalizer(name):
+    """``(normalize, signature)`` of a WER normalizer name (:data:`WER_NORMALIZERS`).
+
+    - ``mms`` (default): :func:`speechmapper_plugin.utils.text.normalize_text`, the
+      normalizer of the training targets (paper Sec. 3);
+    - ``whisper``: OpenAI Whisper's English normalizer (``evaluation.normalizers``), the
+      one of the ASR leaderboards and of the IWSLT 2025 official scoring;
+    - ``none``: texts compared as they are.
+
+    Example
+    -------
+    >>> normalize, signature = wer_normalizer("whisper")
+    >>> normalize("Mr. Smith's colour"), signature.split("|")[0]
+    ('mister smith is color', 'norm:whisper-en')
+    """
+    if name == "mms":
+        return normalize_text, "norm:mms"
+    if name == "whisper":
+        from speechmapper_plugin.evaluation.normalizers import (
+            whisper_english_normalizer,
+            whisper_signature,
+        )
+
+        return whisper_english_normalizer(), f"norm:whisper-en|{whisper_signature()}"
+    if name in ("none", None):
+        return None, "norm:none"
+    raise ValueError(f"Unknown WER normalizer {name!r}; choose one of {WER_NORMALIZERS}.")
+
+
+def error_rates(hypotheses, references, normalize=True, normalizer="mms"):
     """Corpus-level WER and CER in percent.
 
     Arguments
@@ -78,7 +113,9 @@ def error_rates(hypotheses, references, normalize=True):
     references : list of str
         Reference transcripts (same order).
     normalize : bool
-        Apply ``normalize_text`` to both sides first.
+        Normalize both sides first (False: compare the raw texts).
+    normalizer : str
+        Which normalizer (:func:`wer_normalizer`): ``mms`` (default) or ``whisper``.
 
     Returns
     -------
@@ -92,17 +129,20 @@ def error_rates(hypotheses, references, normalize=True):
     >>> out = error_rates(["The cat sat.", ""], ["the cat sat on", "a dog"])
     >>> round(out["wer"], 1), out["num_utterances"]
     (50.0, 2)
+    >>> error_rates(["Ten dollars"], ["$10"], normalizer="whisper")["wer"]
+    0.0
     """
     if len(hypotheses) != len(references):
         raise ValueError(
             f"error_rates: {len(hypotheses)} hypotheses but {len(references)} references."
         )
+    norm, norm_signature = wer_normalizer(normalizer if normalize else "none")
     hyps, refs, skipped = [], [], 0
     for hyp, ref in zip(hypotheses, references):
         hyp = "" if hyp is None else hyp
         ref = "" if ref is None else ref
-        if normalize:
-            hyp, ref = normalize_text(hyp), normalize_text(ref)
+        if norm is not None:
+            hyp, ref = " ".join(norm(hyp).split()), " ".join(norm(ref).split())
         if not ref.strip():
             skipped += 1
             continue
@@ -110,7 +150,7 @@ def error_rates(hypotheses, references, normalize=True):
         refs.append(ref)
     if skipped:
         logger.warning("error_rates: skipped %d utterance(s) with an empty reference.", skipped)
-    signature = f"jiwer:{_version('jiwer')}|norm:{'mms' if normalize else 'none'}"
+    signature = f"jiwer:{_version('jiwer')}|{norm_signature}"
     if not refs:
         return {
             "wer": float("nan"),

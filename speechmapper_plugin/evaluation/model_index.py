@@ -17,7 +17,9 @@ from speechmapper_plugin.evaluation.tables import (
     _column_labels,
     _column_sort_key,
     _dataset_id,
+    _is_judge_part,
     aggregate,
+    judge_spread,
 )
 
 _HF_TASK_TYPES = {
@@ -108,6 +110,11 @@ def model_index(results, model_name, system=None, metrics=None):
                 f"model_index: none of the metrics {', '.join(metrics)} was computed for "
                 f"system {system!r}."
             )
+    parts = {}
+    for row in rows:
+        if _is_judge_part(row["metric"]):  # per-judge accuracies: summarized below
+            parts.setdefault(_column(row), []).append(row)
+    rows = [row for row in rows if not _is_judge_part(row["metric"])]
     entries = {}
     for row in rows:
         key = (TASKS.index(row["task"]), _column_sort_key(_column(row)))
@@ -121,6 +128,12 @@ def model_index(results, model_name, system=None, metrics=None):
                 "metrics": [],
             }
         name = _METRIC_LABELS.get(row["metric"], row["metric"])
+        if row["metric"] == "judge_accuracy":
+            judged = parts.get(_column(row), [])
+            count = sum(1 for r in judged if r["metric"].startswith("judge_accuracy["))
+            spread = judge_spread(judged)
+            if count > 1 and spread is not None:
+                name += f" (mean of {count} judges, std {spread:.4g} over judges)"
         if row["n"] > 1:
             name += f" (mean of {row['n']} seeds, std {row['std']:.4g})"
         metric = {

@@ -30,7 +30,27 @@ def _single_language(outputs, task):
     return langs[0] if langs else "en"
 
 
-def score_outputs(task, outputs, comet=None, judges=None, guarded=0, lid_seed=0):
+def judge_metric(judge):
+    """The result-file metric of one judge's accuracy (Table 2's spread is over these).
+
+    Example
+    -------
+    >>> judge_metric("google/gemma-3-12b-it")
+    'judge_accuracy[google/gemma-3-12b-it]'
+    """
+    return f"judge_accuracy[{judge}]"
+
+
+def score_outputs(
+    task,
+    outputs,
+    comet=None,
+    judges=None,
+    guarded=0,
+    lid_seed=0,
+    judge_protocol="bergen",
+    wer_normalizer="mms",
+):
     """All the metrics of one (system, test set, task) from its decoded outputs.
 
     Arguments
@@ -45,6 +65,13 @@ def score_outputs(task, outputs, comet=None, judges=None, guarded=0, lid_seed=0)
         Scores ST outputs when given.
     judges : list of str, optional
         Judge LLMs (hub ids or folders) for SQA (``judge.judge_answers``).
+    judge_protocol : str
+        ``bergen`` (BERGEN's next-token yes/no judge, the papers'), ``bergen-text`` or
+        ``freeform`` (``judge.PROTOCOLS``). SQA metrics: ``judge_accuracy`` (mean over
+        judges), ``judge_std`` (population std over judges: Table 2's "±"),
+        ``judge_invalid`` and one ``judge_accuracy[<judge>]`` per judge.
+    wer_normalizer : str
+        ``mms`` (default) or ``whisper`` (``metrics.wer_normalizer``), for ASR.
     guarded : int
         Generations stopped by the repetition guard.
     lid_seed : int
@@ -72,7 +99,7 @@ def score_outputs(task, outputs, comet=None, judges=None, guarded=0, lid_seed=0)
     refs = [o["reference"] for o in outputs]
     metrics, signatures = {}, {}
     if task == "asr":
-        rates = error_rates(hyps, refs)
+        rates = error_rates(hyps, refs, normalizer=wer_normalizer)
         metrics.update(wer=rates["wer"], cer=rates["cer"])
         signatures["wer"] = signatures["cer"] = rates["signature"]
     elif task == "st":
@@ -96,11 +123,22 @@ def score_outputs(task, outputs, comet=None, judges=None, guarded=0, lid_seed=0)
             [r.split(ANSWER_SEPARATOR) for r in refs],
             hyps,
             judges=list(judges),
+            protocol=judge_protocol,
         )
         metrics["judge_accuracy"] = verdicts["accuracy"]
         metrics["judge_std"] = verdicts["std"]
         metrics["judge_invalid"] = verdicts["invalid"]
-        signatures["judge_accuracy"] = "BERGEN-style yes/no, judges: " + ", ".join(judges)
+        for judge, result in verdicts["per_judge"].items():
+            metrics[judge_metric(judge)] = result["accuracy"]
+        rule = {
+            "bergen": "BERGEN yes/no judge, next-token p(Yes) (default_qa prompt)",
+            "bergen-text": "BERGEN yes/no judge, text mode (default_qa prompt)",
+            "freeform": "freeform yes/no judge (speechmapper prompt with context)",
+        }[judge_protocol]
+        signatures["judge"] = (
+            f"{rule}|mean over {len(judges)} judge(s), std over judges (ddof=0)|judges: "
+            + ", ".join(str(j) for j in judges)
+        )
     if task != "asr":  # output-language ID (Table 9): ST target / SQA question language
         lid = language_id(hyps, _single_language(outputs, task), seed=lid_seed)
         metrics.update(lid_target_pct=lid["target_pct"], lid_en_pct=lid["en_pct"])

@@ -5,8 +5,9 @@ Tables have one row per system and one column per test set, as in the SpeechMapp
 ASR cells ``WER / CER`` (Table 8), one ST table per metric (COMET, BLEU) with columns
 ``<dataset> en-xx`` (Table 1), SQA LLM-as-judge accuracy in % (Table 2), and a
 language-identification table with ``EN % / TARGET %`` cells (Table 9, here with systems as
-rows like the other tables). Cells are ``mean ± std`` over seeds; ``–`` marks a system not
-evaluated on that test set.
+rows like the other tables). Cells are ``mean ± std`` over seeds, except in the SQA table
+where, as in the paper's Table 2, the "±" is the spread over the judges and the seed spread
+has its own column; ``–`` marks a system not evaluated on that test set.
 
 Usage::
 
@@ -236,6 +237,51 @@ def _is_percent(metric):
     return metric in _PERCENT_SIGN or metric.endswith("_pct")
 
 
+#: Per-result judge statistics that belong to the SQA cells, not to tables of their own.
+_JUDGE_PARTS = ("judge_std", "judge_invalid")
+
+
+def _is_judge_part(metric):
+    return metric in _JUDGE_PARTS or metric.startswith("judge_accuracy[")
+
+
+def judge_spread(rows):
+    """The spread over the judges of one SQA cell (Table 2's "±").
+
+    Arguments
+    ---------
+    rows : list of dict
+        Aggregated rows (:func:`aggregate`) of one (system, test set): the per-judge
+        accuracies ``judge_accuracy[<judge>]`` (each averaged over the seeds first) and,
+        for results without them, ``judge_std``.
+
+    Returns
+    -------
+    float or None
+        The population standard deviation (ddof=0) of the per-judge accuracies; without
+        per-judge rows, the mean of the stored ``judge_std``; None when neither exists or
+        there is a single judge.
+
+    Example
+    -------
+    >>> rows = [{"metric": "judge_accuracy[a]", "mean": 90.0},
+    ...         {"metric": "judge_accuracy[b]", "mean": 80.0}]
+    >>> judge_spread(rows)
+    5.0
+    """
+    per_judge = [r["mean"] for r in rows if r["metric"].startswith("judge_accuracy[")]
+    if len(per_judge) > 1:
+        mean = statistics.fmean(per_judge)
+        return statistics.fmean([(value - mean) ** 2 for value in per_judge]) ** 0.5
+    stored = [r["mean"] for r in rows if r["metric"] == "judge_std"]
+    return stored[0] if stored and not per_judge else None
+
+
+def _format_judge(row, spread, decimals):
+    text = f"{row['mean']:.{decimals}f}%"
+    return text if spread is None else f"{text} ± {spread:.{decimals}f}"
+
+
 def _format(row, decimals, percent):
     text = f"{row['mean']:.{decimals}f}" + ("%" if percent else "")
     if row["std"] is not None:
@@ -262,6 +308,7 @@ def _table_specs(task, present):
     if task == "sqa" and "judge_accuracy" in present:
         specs.append(("SQA: LLM-as-judge accuracy (↑)", ("judge_accuracy",)))
         used.add("judge_accuracy")
+    used.update(m for m in present if _is_judge_part(m))
     short = _TASK_SHORT.get(task, task)
     pair("lid_en_pct", "lid_target_pct", f"{short}: language identification, EN % / TARGET %")
     for metric in present:
@@ -284,7 +331,62 @@ def _ordered_systems(results, sort_by_setting):
     return names, systems
 
 
+def _render_judge_table(title, task_rows, systems, setting_of, decimals):
+    """Table 2: mean over judges ± spread over judges, and the seed spread per test set."""
+    chosen = [r for r in task_rows if r["metric"] == "judge_accuracy"]
+    columns = sorted({_column(r) for r in chosen}, key=_column_sort_key)
+    labels = _column_labels("sqa", columns)
+    places = 1 if decimals is None else decimals
+    cells = {(r["system"], _column(r)): r for r in chosen}
+    parts = {}
+    for r in task_rows:
+        if _is_judge_part(r["metric"]):
+            parts.setdefault((r["system"], _column(r)), []).append(r)
+    header = [f"{_escape(labels[c])} | seeds ±" for c in columns]
+    lines = [
+        f"### {title}",
+        "",
+        "| System | " + " | ".join(header) + " |",
+        "|---" * (2 * len(columns) + 1) + "|",
+    ]
+    judges, seeds = set(), set()
+    for system in systems:
+        if not any((system, c) in cells for c in columns):
+            continue
+        row_cells = []
+        for column in columns:
+            row = cells.get((system, column))
+            if row is None:
+                row_cells += [MISSING, MISSING]
+                continue
+            rows = parts.get((system, column), [])
+            judges.add(sum(1 for r in rows if r["metric"].startswith("judge_accuracy[")))
+            seeds.add(row["n"])
+            row_cells.append(_format_judge(row, judge_spread(rows), places))
+            row_cells.append(MISSING if row["std"] is None else f"{row['std']:.{places}f}")
+        label = _escape(_row_label(system, setting_of[system]))
+        lines.append(f"| {label} | " + " | ".join(row_cells) + " |")
+    counts = sorted(judges - {0})
+    judged = f"{'/'.join(map(str, counts))} judges" if counts else "the judges"
+    lines += [
+        "",
+        f"_Cells: accuracy averaged over {judged} ± population std (ddof=0) over the judges "
+        "(as the paper's Table 2), each judge's accuracy averaged over the seeds first; "
+        f"seeds ±: sample std (ddof=1) over {'/'.join(map(str, sorted(seeds)))} seed(s) of "
+        f"the judges' mean ({MISSING}: a single run); {MISSING}: not evaluated._",
+    ]
+    signatures = []
+    for r in chosen:
+        signatures += [s for s in r["signatures"] if s not in signatures]
+    if len(signatures) > 1:
+        logger.warning("%s: %d different judge signatures; not comparable.", title, len(signatures))
+    lines += [f"_LLM-as-judge signature: `{signature}`_" for signature in signatures]
+    return "\n".join(lines)
+
+
 def _render_table(title, metrics, task_rows, systems, setting_of, decimals):
+    if metrics == ("judge_accuracy",):
+        return _render_judge_table(title, task_rows, systems, setting_of, decimals)
     cells = {(r["system"], _column(r), r["metric"]): r for r in task_rows}
     chosen = [r for r in task_rows if r["metric"] in metrics]
     columns = sorted({_column(r) for r in chosen}, key=_column_sort_key)
@@ -391,7 +493,12 @@ def markdown_tables(results, metrics=None, *, sort_by_setting=False, decimals=No
                 f"markdown_tables: metric(s) {', '.join(unknown)} not found in the results; "
                 f"available: {', '.join(available)}."
             )
-        rows = [r for r in rows if r["metric"] in metrics]
+        keep_judges = "judge_accuracy" in metrics  # its cells need the per-judge rows
+        rows = [
+            r
+            for r in rows
+            if r["metric"] in metrics or (keep_judges and _is_judge_part(r["metric"]))
+        ]
     systems, setting_of = _ordered_systems(results, sort_by_setting)
     tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
     tables = []
@@ -552,6 +659,11 @@ def iwslt25_tables(results, *, system_order=None, datasets=None, splits=None, de
                     continue
                 seeds.add(row["n"])
                 places = decimals if decimals is not None else (2 if metric == "bleu" else 1)
+                if metric == "judge_accuracy":  # ± over the judges, as in Table 2
+                    parts = [v for k, v in cells.items() if k[:3] == (system, task, lang)]
+                    parts = [r for r in parts if _is_judge_part(r["metric"])]
+                    row_cells.append(_format_judge(row, judge_spread(parts), places))
+                    continue
                 row_cells.append(_format(row, places, _is_percent(metric)))
             lines.append(f"| {_escape(system)} | " + " | ".join(row_cells) + " |")
         if not systems:
@@ -564,9 +676,15 @@ def iwslt25_tables(results, *, system_order=None, datasets=None, splits=None, de
             span = f"{min(seeds)}–{max(seeds)}" if min(seeds) < max(seeds) else str(max(seeds))
             spread = f"mean ± sample std (ddof=1) over {span} seed(s)"
         where = ", ".join(f"{t.upper()}: {d}" for t, d in (datasets or IWSLT25_DATASETS).items())
+        judge_note = (
+            "; SQA LLM-as-judge: ± over the judges (population std)"
+            if any(c[3] == "judge_accuracy" for c in columns)
+            else ""
+        )
         lines += [
             "",
-            f"_Cells: {spread}; {MISSING}: not evaluated; COMET/BERTScore x100; {where}._",
+            f"_Cells: {spread}{judge_note}; {MISSING}: not evaluated; COMET/BERTScore x100; "
+            f"{where}._",
         ]
         tables.append("\n".join(lines))
     return "\n\n".join(tables) + "\n"

@@ -1,6 +1,9 @@
 """Talk-level metrics of the IWSLT 2025 official scoring: WER over the concatenated talk with
-the Whisper English normalizer (``talk_wer``), and COMET after re-segmenting the talk's output
-onto the reference sentences with mweralign (``resegment``, ``st_comet``).
+OpenAI Whisper's English normalizer (``talk_wer``; the organizers' whisper_normalizer 0.0.10
+rules, ``evaluation.normalizers``), and COMET after re-segmenting the talk's output onto the
+reference sentences with mweralign, case-sensitively as the organizers' ``mwerSegmenter
+-usecase 1`` (``resegment``, ``st_comet``); a talk without output is aligned as ".", as the
+organizers do.
 
 Authors
 -------
@@ -43,15 +46,19 @@ def text_normalizer(lang):
     -------
     >>> text_normalizer("en")("Mr. Smith paid $25, didn't he?")
     'mister smith paid $25 did not he'
+    >>> text_normalizer("en")("I kinda dunno, 'cause")  # as 0.0.10: no colloquial rewrites
+    'i kinda dunno cause'
     >>> text_normalizer("de")("Größe, Herr Müller!").split()
     ['größe', 'herr', 'müller']
     """
-    from whisper_normalizer.basic import BasicTextNormalizer
-    from whisper_normalizer.english import EnglishTextNormalizer
+    from speechmapper_plugin.evaluation.normalizers import (
+        whisper_basic_normalizer,
+        whisper_english_normalizer,
+    )
 
     if _language_code(lang, "text_normalizer") == "en":
-        return EnglishTextNormalizer()
-    return BasicTextNormalizer()
+        return whisper_english_normalizer()
+    return whisper_basic_normalizer()
 
 
 def talk_wer(hypotheses, references, lang="en"):
@@ -70,8 +77,8 @@ def talk_wer(hypotheses, references, lang="en"):
     -------
     dict
         ``official_wer`` (percent), ``num_talks``, ``num_reference_words`` (after
-        normalization) and ``signature`` (e.g.
-        "whisper-normalizer:0.1.15|english|talk-level|jiwer:4.0.0").
+        normalization) and ``signature`` (e.g. "whisper-normalizer:0.1.15(openai-rules=0.0.10)
+        |english|talk-level|jiwer:4.0.0").
 
     Example
     -------
@@ -81,6 +88,8 @@ def talk_wer(hypotheses, references, lang="en"):
     (0.0, 1)
     """
     import jiwer
+
+    from speechmapper_plugin.evaluation.normalizers import whisper_signature
 
     if isinstance(references, str) or len(hypotheses) != len(references):
         raise ValueError(
@@ -111,10 +120,7 @@ def talk_wer(hypotheses, references, lang="en"):
         "official_wer": 100.0 * words.wer,
         "num_talks": len(refs),
         "num_reference_words": sum(len(r.split()) for r in refs),
-        "signature": (
-            f"whisper-normalizer:{_version('whisper-normalizer')}|{kind}|talk-level|"
-            f"jiwer:{_version('jiwer')}"
-        ),
+        "signature": f"{whisper_signature(kind)}|talk-level|jiwer:{_version('jiwer')}",
     }
 
 
@@ -142,9 +148,28 @@ def _stderr_to_debug_log():
                 logger.debug("mweralign: %s", text)
 
 
+#: What the organizers align for a talk without output (MCIF ``evaluation.py``, 2025-07).
+EMPTY_TALK = "."
+
+
+def _as_token_ids(references, hypothesis):
+    """Every distinct (case-sensitive) token as an opaque lower-case id, so that mweralign,
+    which compares tokens case-insensitively, aligns them as ``mwerSegmenter -usecase 1``."""
+    vocab = {}
+
+    def encode(text):
+        return " ".join(vocab.setdefault(token, f"w{len(vocab)}") for token in text.split())
+
+    encoded = [encode(reference) for reference in references], encode(hypothesis)
+    return encoded, {identifier: token for token, identifier in vocab.items()}
+
+
 def resegment(hypothesis_text, reference_sentences, char_level=False):
     """Splits a talk's hypothesis into one segment per reference sentence (minimum-WER
-    alignment with ``mweralign``).
+    alignment with ``mweralign``, case-sensitive as the organizers' ``-usecase 1``).
+
+    A talk without output (a blank hypothesis) is aligned as :data:`EMPTY_TALK`, as the
+    organizers do: "." lands in one segment, the others are empty.
 
     Arguments
     ---------
@@ -164,11 +189,13 @@ def resegment(hypothesis_text, reference_sentences, char_level=False):
 
     Example
     -------
-    >>> resegment("hello world how are you fine thanks", ["Hello world.", "How are you?",
-    ...           "Fine, thanks."])
+    >>> resegment("hello world how are you fine thanks", ["hello world.", "how are you?",
+    ...           "fine, thanks."])
     ['hello world', 'how are you', 'fine thanks']
     >>> resegment("你好世界我很好", ["你好，世界。", "我很好。"], char_level=True)
     ['你好世界', '我很好']
+    >>> resegment("", ["Hello world.", "How are you?"])
+    ['.', '']
     """
     if isinstance(reference_sentences, str):
         raise TypeError("resegment: reference_sentences must be a list of sentences.")
@@ -176,23 +203,26 @@ def resegment(hypothesis_text, reference_sentences, char_level=False):
         raise ValueError("resegment: no reference sentence to align the hypothesis to.")
     mweralign = _import_mweralign()
     hypothesis_text = hypothesis_text or ""
+    if not hypothesis_text.strip():
+        hypothesis_text = EMPTY_TALK
     references = [" ".join((sentence or "").split()) for sentence in reference_sentences]
     if char_level:
         hypothesis = " ".join(c for c in hypothesis_text if not c.isspace())
         references = [" ".join(c for c in ref if not c.isspace()) for ref in references]
     else:
         hypothesis = " ".join(hypothesis_text.split())
+    (references, hypothesis), tokens = _as_token_ids(references, hypothesis)
     with _stderr_to_debug_log():
         aligned = mweralign.align_texts("\n".join(references), hypothesis)
-    segments = aligned.split("\n")
+    segments = [[tokens[i] for i in segment.split()] for segment in aligned.split("\n")]
     if len(segments) != len(references):
         raise RuntimeError(
             f"resegment: mweralign returned {len(segments)} segments for {len(references)} "
             "reference sentences; the alignment cannot be scored."
         )
     if char_level:
-        return ["".join(segment.split()) for segment in segments]
-    return [" ".join(segment.split()) for segment in segments]
+        return ["".join(segment) for segment in segments]
+    return [" ".join(segment) for segment in segments]
 
 
 def st_comet(

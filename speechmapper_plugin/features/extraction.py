@@ -21,6 +21,7 @@ from speechmapper_plugin.features.audio import AudioError, load_audio
 from speechmapper_plugin.features.cache import FeatureCacheWriter, _normalize_config
 from speechmapper_plugin.features.frames import _pad_waveforms, average_frames, relative_to_frames
 from speechmapper_plugin.features.front_ends import pad_front_end
+from speechmapper_plugin.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ def extract_to_cache(
         Longest time extracted features wait in memory before being written (None: write
         every ``shard_size`` utterances only).
     progress : bool
-        Shows a tqdm progress bar.
+        Shows a tqdm progress bar (count, rate, ETA) when the output is a terminal.
     amp : bool
         Runs the encoder under bf16 autocast (``torch.autocast(device.type, torch.bfloat16)``).
     num_workers : int
@@ -345,10 +346,8 @@ def extract_to_cache(
                 summary["already_cached"] += 1
             else:
                 todo.append((position, item))
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(items), desc="features", unit="utt", dynamic_ncols=True)
+        if progress:  # a tqdm bar on a terminal (utils.progress), silent in logs
+            bar = progress_bar(total=len(items), desc="features", unit="utt")
             bar.update(summary["already_cached"])
         try:
             reader = _AudioReader(todo, sample_rate, max_seconds, min_samples, front_end)

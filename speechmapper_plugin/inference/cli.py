@@ -6,6 +6,8 @@
     speechmapper translate a.flac --model MODEL --lang de
     speechmapper ask a.flac --model MODEL --question "Who is speaking?"
     speechmapper export TRAIN_FOLDER OUT_FOLDER [--feature-config CACHE] [--set KEY=VALUE]
+        [--results RESULTS...] [--model-name NAME] [--repo-id ID] [--license LICENSE]
+    speechmapper push OUT_FOLDER REPO_ID [--private] [--revision BRANCH]
     speechmapper report ...            (forwarded to speechmapper_plugin.evaluation.report)
 
 ``MODEL`` is a published folder, a training output folder (exported on the fly to
@@ -113,6 +115,29 @@ def build_parser():
         "--set llm_source=meta-llama/Llama-3.1-8B-Instruct",
     )
 
+    sub.add_argument(
+        "--results",
+        nargs="+",
+        default=None,
+        metavar="RESULTS",
+        help="result files/folders for the model card's evaluation results (default: the "
+        "training folder's results/)",
+    )
+    sub.add_argument("--model-name", default=None, help="name on the model card")
+    sub.add_argument("--repo-id", default=None, help="hub repository of the card's usage snippet")
+    sub.add_argument("--license", default="apache-2.0", help="license of the model card")
+    sub.add_argument("--system", default=None, help="system of the result files the card describes")
+
+    sub = commands.add_parser(
+        "push", help="upload a published folder to the Hugging Face hub (upload_folder)"
+    )
+    sub.add_argument("folder", metavar="FOLDER")
+    sub.add_argument("repo_id", metavar="REPO_ID", help="namespace/name")
+    sub.add_argument("--private", action="store_true", help="create a private repository")
+    sub.add_argument("--revision", default=None, help="branch to push to")
+    sub.add_argument("--token", default=None, help="hub token (default: the logged-in user's)")
+    sub.add_argument("--message", default=None, help="commit message")
+
     sub = commands.add_parser(
         "report", help="evaluation report (speechmapper_plugin.evaluation.report)"
     )
@@ -194,11 +219,34 @@ def _run_export(args):
             args.out_folder,
             feature_config=args.feature_config,
             overrides=overrides,
+            results=args.results,
+            model_name=args.model_name,
+            repo_id=args.repo_id,
+            license=args.license,
+            system=args.system,
         )
     except (FileNotFoundError, ValueError, KeyError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         raise _BadInput(message) from err
     print(out)
+    return 0
+
+
+def _run_push(args):
+    from speechmapper_plugin.inference.publish import push_model
+
+    try:
+        info = push_model(
+            args.folder,
+            args.repo_id,
+            private=args.private,
+            token=args.token,
+            revision=args.revision,
+            commit_message=args.message,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        raise _BadInput(str(err)) from err
+    print(getattr(info, "commit_url", None) or f"https://huggingface.co/{args.repo_id}")
     return 0
 
 
@@ -255,6 +303,8 @@ def main(argv=None):
     try:
         if args.command == "export":
             return _run_export(args)
+        if args.command == "push":
+            return _run_push(args)
         return _run_model_command(args)
     except _BadInput as err:
         print(f"speechmapper {args.command}: error: {err}", file=sys.stderr)

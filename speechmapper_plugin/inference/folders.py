@@ -18,17 +18,27 @@ logger = logging.getLogger(__name__)
 HPARAMS_FILE = "hyperparams.yaml"
 
 
+#: The projector weights of a published model (safetensors).
+WEIGHTS_FILE = "projector.safetensors"
+
+
+#: The projector file of a training checkpoint, and of models published before safetensors.
 PROJECTOR_FILE = "projector.ckpt"
+
+
+#: The sub-folder of a published model holding its peft LoRA adapter (IWSLT 2025 system).
+ADAPTER_FOLDER = "adapter"
+
+
+#: The model card of a published model.
+MODEL_CARD = "README.md"
 
 
 EXPORT_INFO = "export.json"
 
 
-DEFAULT_TEMPLATE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "hparams",
-    "inference.yaml",
-)
+#: The inference template, shipped inside the package (no repository checkout needed).
+DEFAULT_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inference.yaml")
 
 
 class _Raw(str):
@@ -68,12 +78,57 @@ def _plain(value, where):
         return str(value)
     if isinstance(value, (list, tuple)):
         return [_plain(item, where) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item, f"{where}.{key}") for key, item in value.items()}
     raise ValueError(f"{where} has an unsupported value {value!r} (expected a plain value).")
 
 
 def _has_top_level_key(path, key):
     with open(path, encoding="utf-8") as f:
         return re.search(rf"^{re.escape(key)}\s*:", f.read(), flags=re.M) is not None
+
+
+# A Hugging Face hub-cache snapshot folder: <cache>/models--<org>--<name>/snapshots/<rev>.
+_HUB_CACHE_FOLDER = re.compile(r"models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\][^/\\]+[/\\]?$")
+
+
+def hub_id_of(source):
+    """The hub id of a model given as a hub id or as its hub-cache snapshot folder.
+
+    Arguments
+    ---------
+    source : str or None
+        A hub id, a local folder or None.
+
+    Returns
+    -------
+    str or None
+        The hub id (``org/name``) when ``source`` is one or is a hub-cache snapshot folder,
+        else ``source`` unchanged (a local folder stays a path).
+
+    Example
+    -------
+    >>> hub_id_of("/hf/hub/models--meta-llama--Llama-3.1-8B-Instruct/snapshots/0e9e39f")
+    'meta-llama/Llama-3.1-8B-Instruct'
+    >>> hub_id_of("meta-llama/Llama-3.1-8B-Instruct")
+    'meta-llama/Llama-3.1-8B-Instruct'
+    """
+    if source is None:
+        return None
+    match = _HUB_CACHE_FOLDER.search(str(source))
+    if match:
+        return f"{match.group(1)}/{match.group(2)}"
+    return source
+
+
+def is_local_path(value):
+    """Whether a model reference is a local path (absolute, relative or existing)."""
+    text = str(value)
+    return (
+        os.path.isabs(text)
+        or text.startswith((".", "~"))
+        or os.path.exists(os.path.expanduser(text))
+    )
 
 
 def folder_kind(folder):

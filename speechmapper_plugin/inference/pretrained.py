@@ -6,10 +6,12 @@ cache, the trained projector and the frozen LLM, decoded greedily (150 new token
 
 A *published* folder is what ``from_hparams`` loads, from disk or from a hub repository:
 
-- ``hyperparams.yaml``: ``hparams/inference.yaml`` filled with the model's settings,
-- ``projector.ckpt``: the trained projector weights (the LLM and the SFM are referenced by
-  hub id or folder, never copied),
-- ``export.json``: where it came from (informative only).
+- ``hyperparams.yaml``: the package's ``inference/inference.yaml`` filled with the model's
+  settings (prompts written out),
+- ``projector.safetensors``: the trained projector weights (the LLM and the SFM are
+  referenced by hub id or folder, never copied),
+- ``adapter/``: the LLM's peft LoRA adapter (IWSLT 2025 system only),
+- ``README.md``: the model card; ``export.json``: where it came from (informative only).
 
 ``export_model`` builds one from a training output folder of stage 1 or stage 2 (its
 ``hyperparams.yaml``, its best checkpoint and the ``cache.json`` of its feature cache);
@@ -43,9 +45,11 @@ from speechmapper_plugin.data.prompts import (
 from speechmapper_plugin.features.audio import AudioError, load_audio
 from speechmapper_plugin.features.frames import average_frames
 from speechmapper_plugin.inference.export import _check_published_folder, export_model
-from speechmapper_plugin.inference.folders import HPARAMS_FILE, PROJECTOR_FILE, folder_kind
+from speechmapper_plugin.inference.folders import HPARAMS_FILE, folder_kind
+from speechmapper_plugin.inference.weights import load_published_adapter, with_model_source
 from speechmapper_plugin.models.frozen_llm import InputTooLong
 from speechmapper_plugin.models.hub import _hub_error
+from speechmapper_plugin.utils.progress import progress_bar
 
 
 class SpeechMapperLLM(Pretrained):
@@ -115,7 +119,7 @@ class SpeechMapperLLM(Pretrained):
         """Loads a published model from a local folder or a hub repository.
 
         A local folder is checked first, so that a training folder or a folder without
-        ``projector.ckpt`` gets an error saying what to do.
+        ``projector.safetensors`` gets an error saying what to do.
 
         Arguments
         ---------
@@ -135,9 +139,12 @@ class SpeechMapperLLM(Pretrained):
         local = isinstance(source_text, str) and os.path.isdir(source_text)
         if local:
             _check_published_folder(source_text, hparams_file)
+        # Published weights: <source>/projector.safetensors and the LoRA adapter (weights.py).
+        kwargs = with_model_source(source_text, hparams_file, kwargs)
         model = super().from_hparams(source_text, hparams_file=hparams_file, **kwargs)
-        if local:
-            model.check_features(read_beside(os.path.join(source_text, PROJECTOR_FILE)))
+        load_published_adapter(model, source_text, kwargs)
+        if local:  # the encoder settings must make the features the projector was trained on
+            model.check_features(read_beside(os.path.join(source_text, HPARAMS_FILE)))
         return model
 
     def check_features(self, trained):
@@ -430,7 +437,8 @@ class SpeechMapperLLM(Pretrained):
         sizes = [os.path.getsize(path) if os.path.isfile(path) else 0 for path in paths]
         order = sorted(range(len(paths)), key=lambda i: sizes[i], reverse=True)
         answers = [None] * len(paths)
-        for first in range(0, len(order), int(batch_size)):  # the largest files first
+        starts = range(0, len(order), int(batch_size))  # a progress bar on a terminal
+        for first in progress_bar(starts, desc="decode", unit="batch", enable=len(starts) > 1):
             chunk = order[first : first + int(batch_size)]
             wavs, wav_lens = self.load_batch([paths[i] for i in chunk])
             try:

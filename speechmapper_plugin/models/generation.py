@@ -13,6 +13,8 @@ import inspect
 
 import torch
 
+from speechmapper_plugin.utils.progress import progress_bar
+
 
 class GreedyGeneration:
     """Batched greedy decoding for a ``FrozenLLM`` (a mixin: see the module docstring).
@@ -183,7 +185,8 @@ class GreedyGeneration:
         if guard is not None:
             kwargs["stopping_criteria"] = StoppingCriteriaList([guard])
         results = []
-        for first in range(0, batch, step):
+        starts = range(0, batch, step)  # sub-batches: a progress bar on a terminal
+        for first in progress_bar(starts, desc="generate", unit="batch", enable=len(starts) > 1):
             part = slice(first, first + step)
             inputs = self.build_inputs(
                 None if speech is None else speech[part],

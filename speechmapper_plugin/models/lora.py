@@ -3,7 +3,8 @@ stage C): attach, save as a standard peft adapter, load with a check that it was
 this base model.
 
 Adapters are saved with peft's ``save_pretrained`` (``adapter_config.json`` +
-``adapter_model.safetensors``), so ``peft.PeftModel.from_pretrained`` loads them anywhere.
+``adapter_model.safetensors``), the base model named by the hub id or path the user gave
+(``base_model_name``), so ``peft.PeftModel.from_pretrained`` loads them anywhere.
 Next to them, ``speechmapper_base.json`` records a fingerprint of the base model (architecture
 sizes and a checksum of the first embedding rows); loading an adapter into another base model
 is an error that names both, before any training step.
@@ -132,12 +133,61 @@ def lora_parameters(llm):
     return params
 
 
+def base_model_name(source):
+    """The name a saved adapter gives its base model: the hub id as the user gave it, or
+    the absolute path of a local folder (never the hub-cache folder it was loaded from).
+
+    Arguments
+    ---------
+    source : str or Path
+        The ``llm_source`` the user gave (hub id or local folder).
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> base_model_name("meta-llama/Llama-3.1-8B-Instruct")
+    'meta-llama/Llama-3.1-8B-Instruct'
+    >>> os.path.isabs(base_model_name("."))
+    True
+    """
+    text = os.fspath(source)
+    if os.path.isdir(os.path.expanduser(text)):
+        return os.path.abspath(os.path.expanduser(text))
+    return text
+
+
 def save_lora(llm, folder):
-    """Save the adapters as a standard peft adapter folder plus the base fingerprint."""
+    """Save the adapters as a standard peft adapter folder plus the base fingerprint.
+
+    ``adapter_config.json`` names the base model by :func:`base_model_name` of
+    ``llm.source`` (the hub id or path the user gave), so that
+    ``peft.PeftModel.from_pretrained`` and ``AutoPeftModelForCausalLM`` load it on another
+    machine; the weights are ``adapter_model.safetensors``.
+
+    Example
+    -------
+    >>> import json, tempfile
+    >>> from speechmapper_plugin.models.frozen_llm import FrozenLLM
+    >>> from speechmapper_plugin.tiny.llm import build_tiny_llm
+    >>> source = build_tiny_llm(tempfile.mkdtemp(), ["the cat sat"])
+    >>> llm = FrozenLLM(source, dtype="float32")
+    >>> _ = attach_lora(llm, r=2, alpha=4)
+    >>> folder = tempfile.mkdtemp()
+    >>> save_lora(llm, folder)
+    >>> config = json.load(open(os.path.join(folder, "adapter_config.json")))
+    >>> config["base_model_name_or_path"] == os.path.abspath(source)
+    True
+    """
     if not hasattr(llm.model, "save_pretrained") or not hasattr(llm.model, "peft_config"):
         raise ValueError(f"{llm.source} carries no LoRA adapter to save.")
     os.makedirs(folder, exist_ok=True)
-    llm.model.save_pretrained(folder)
+    name = base_model_name(llm.source)
+    for config in llm.model.peft_config.values():
+        config.base_model_name_or_path = name
+    llm.model.save_pretrained(folder, safe_serialization=True)
     write_json(os.path.join(folder, _FINGERPRINT_FILE), base_fingerprint(llm.model))
 
 

@@ -4,7 +4,8 @@
   ``multitask.MultitaskBrain`` (IWSLT 2025 stages A and C), ``text_lora.TextLoRABrain``
   (IWSLT 2025 stage B); ``brain`` holds what they share.
 - ``schedulers``: warm-up + cosine learning rate per optimizer step; ``curves``: the
-  learning-curve log and plot.
+  learning-curve log and plot; ``loggers``: live curves (SpeechBrain's TensorBoard and W&B
+  loggers).
 - ``steps``: the same schedule on 1 and N processes (global step budgets and batches) and
   exact resumes; ``checkpoints``: checkpoints complete or absent, and the random state.
 - ``experiment`` and ``recipe``: the steps every dataset recipe runs, written once.

@@ -20,6 +20,7 @@ from speechmapper_plugin.evaluation.scoring import score_outputs
 from speechmapper_plugin.evaluation.sharding import ShardedEvaluation, all_gather
 from speechmapper_plugin.training.checkpoints import RandomState
 from speechmapper_plugin.training.curves import CurveLog
+from speechmapper_plugin.training.loggers import LiveCurves
 from speechmapper_plugin.training.steps import GlobalSteps
 from speechmapper_plugin.utils.files import atomic_write_text
 
@@ -63,11 +64,29 @@ class _SpeechMapperBrain(GlobalSteps, ShardedEvaluation, sb.Brain):
         if scheduler is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = scheduler.lr_at(scheduler.n_steps)
+        # Live curves: TensorBoard / W&B (training/loggers.py); validation stats through
+        # the stage's train_logger.
+        self.live = LiveCurves.from_brain(self)
+        self.hparams.train_logger = self.live.wrap(
+            self.hparams.train_logger, lambda: self.optimizer_step
+        )
+
+    def optimizers_step(self):
+        """Record the gradient norms on logging steps (live curves), then step."""
+        live = getattr(self, "live", None)
+        if live is not None and (self.optimizer_step + 1) % self._log_interval() == 0:
+            live.record_grad_norms(self)
+        super().optimizers_step()
+
+    def _log_interval(self):
+        return getattr(self.hparams, "log_interval", 50)
 
     def on_stage_start(self, stage, epoch=None):
         """Reset the running sums of loss components and the decoded outputs."""
         self.sums, self.count = {}, 0
         self.interval_sums, self.interval_count = {}, 0
+        if stage == sb.Stage.TRAIN and getattr(self, "live", None) is not None:
+            self.live.restart_clock()  # audio throughput counts training time only
         self.outputs = []
         loss = getattr(self.hparams, "loss", None)
         if loss is not None:  # truncation counts are reported per stage
@@ -118,15 +137,19 @@ class _SpeechMapperBrain(GlobalSteps, ShardedEvaluation, sb.Brain):
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         """Advance the LR schedule and log the training curve every ``log_interval`` steps."""
+        if getattr(self, "live", None) is not None:
+            self.live.count_batch(batch)
         if not should_step:
             return
         scheduler = getattr(self.hparams, "lr_scheduler", None)
         if scheduler is not None:
             scheduler(self.optimizer)
-        interval = getattr(self.hparams, "log_interval", 50)
+        interval = self._log_interval()
         if self.optimizer_step % interval == 0 and self.interval_count:
             means = self._means(self.interval_sums, self.interval_count)
             means["lr"] = self.optimizer.param_groups[0]["lr"]
+            if getattr(self, "live", None) is not None:
+                means.update(self.live.step_scalars(self))  # lr per optimizer, grad norm, audio/s
             self._log_curve("train", **means)
             self.interval_sums, self.interval_count = {}, 0
 
@@ -138,7 +161,9 @@ class _SpeechMapperBrain(GlobalSteps, ShardedEvaluation, sb.Brain):
         )
 
     def _score_outputs(self):
-        metrics, self.signatures = score_outputs("asr", self.outputs)
+        metrics, self.signatures = score_outputs(
+            "asr", self.outputs, wer_normalizer=getattr(self.hparams, "wer_normalizer", "mms")
+        )
         return metrics
 
     @main_process_only
@@ -170,6 +195,8 @@ class _SpeechMapperBrain(GlobalSteps, ShardedEvaluation, sb.Brain):
     @main_process_only
     def _log_curve(self, split, **metrics):
         self.curve.add(self.optimizer_step, split, **metrics)
+        if getattr(self, "live", None) is not None:
+            self.live.log(split, self.optimizer_step, metrics)
 
     @main_process_only
     def _end_valid(self, stage_stats, epoch):

@@ -417,6 +417,7 @@ def test_the_fused_system_is_evaluated_through_evaluate_py(
             "feature_folder": multilingual["features"],
             "test_splits": ["test_de"],
             "judges": [tiny["llm"]],
+            "judge_protocol": "freeform",  # the tiny LLM's tokenizer has no "Yes"/"No" token
         },
     )
     run_recipe("evaluate.py", "SpokenSQuAD/evaluate.yaml", args, recipe="SpokenSQuAD")

@@ -124,10 +124,15 @@ def test_spokensquad_task_specific_stage2(tiny, spokensquad, stage1_run, monkeyp
     monkeypatch.setattr(stage2.Stage2Brain, "compute_forward", recording_forward)
 
     out = tiny["root"] / "stage2_sqa"
+    # A tiny judge whose tokenizer has "Yes" and "No" tokens, as real judges do (BERGEN's
+    # default decision reads their next-token probabilities).
+    from speechmapper_plugin.tiny.llm import build_tiny_llm
+
+    judge = str(build_tiny_llm(tiny["root"] / "judge", ["Yes", "No", "Yes it is", "No"] * 6))
     run_recipe(
         "train_stage2.py",
         "SpokenSQuAD/stage2_sqa.yaml",
-        _stage2_args(tiny, spokensquad, stage1_run, output_folder=str(out), judges=[tiny["llm"]]),
+        _stage2_args(tiny, spokensquad, stage1_run, output_folder=str(out), judges=[judge]),
         recipe="SpokenSQuAD",
     )
 
@@ -168,14 +173,11 @@ def test_spokensquad_task_specific_stage2(tiny, spokensquad, stage1_run, monkeyp
     assert result["num_utterances"] == len(test_questions) == 6
     metrics = result["metrics"]
     assert {"lid_target_pct", "stuck_pct"} <= set(metrics)
-    # The tiny LLM ran as the judge: its accuracy is reported, or (a random-weight judge that
-    # never replies yes/no) every reply is invalid and the accuracy is left out, saying so.
-    assert 0 <= metrics["judge_invalid"] <= len(test_questions)
-    if "judge_accuracy" in metrics:
-        assert 0.0 <= metrics["judge_accuracy"] <= 100.0
-    else:
-        assert metrics["judge_invalid"] == len(test_questions)
-        assert "left out" in result["signatures"]["judge_accuracy"]
+    # The tiny judge scored every answer with BERGEN's rule (p(Yes) of its next token).
+    assert metrics["judge_invalid"] == 0
+    assert 0.0 < metrics[f"judge_accuracy[{judge}]"] == metrics["judge_accuracy"] < 100.0
+    assert metrics["judge_std"] == 0.0  # one judge: no spread
+    assert result["signatures"]["judge"].startswith("BERGEN yes/no judge, next-token p(Yes)")
     prompt = result["decoding"]["example_prompt"]
     assert "Based on the speech segment" in prompt
     assert "without any explanation" not in prompt  # IT suffix, as trained, not the zero-shot one

@@ -2,6 +2,7 @@
 release (2/acl_6060/<set>/text/xml/*.xml, segmented_wavs/gold/sent_<n>.wav) plus a
 translations folder for a target the release lacks (Italian)."""
 
+import json
 import pathlib
 import sys
 from xml.sax.saxutils import escape
@@ -11,7 +12,10 @@ import prepare_checks as pc
 import pytest
 import soundfile
 
+from speechmapper_plugin.evaluation import iwslt_scoring
 from speechmapper_plugin.evaluation.iwslt_scoring import group_by_talk, manifest_rows
+from speechmapper_plugin.evaluation.results import make_result, write_result
+from speechmapper_plugin.evaluation.talk_metrics import text_normalizer
 
 RECIPE = pathlib.Path(__file__).resolve().parents[2] / "recipes" / "ACL6060"
 sys.path.insert(0, str(RECIPE))
@@ -208,3 +212,30 @@ def test_unknown_split_and_skip_prep(corpus, tmp_path):
     assert ap.parse_split("dev_en-ja") == ("dev", "ja")
     assert _prepare(tmp_path / "none", tmp_path / "m", skip_prep=True) == {}
     assert not (tmp_path / "m").exists()
+
+
+def test_official_scoring_uses_every_reference_segment_of_the_talks(corpus, tmp_path):
+    """Segments the preparation leaves out (no audio, no translation) stay in the references
+    of the official scoring, as in the organizers' files: they count as empty hypotheses."""
+    save = tmp_path / "m"
+    _prepare(corpus, save, ("eval_asr", "eval_en-de"))
+    asr_refs = pc.read_csv_dicts(save / "eval_asr.references.csv")
+    assert [r["ID"] for r in asr_refs] == [f"{s[1]}_{s[0]:05d}" for s in SEGMENTS]
+    assert asr_refs[4]["transcript"] == "No audio here." and asr_refs[4]["spk_id"] == T2
+    de_refs = pc.read_csv_dicts(save / "eval_en-de.references.csv")
+    assert [(r["ID"], r["tgt"]) for r in de_refs] == [
+        (f"{s[1]}_{s[0]:05d}-de", s[4]) for s in SEGMENTS
+    ]  # seg 3 (no translation) and seg 5 (no audio) included
+    kept = pc.read_csv_dicts(save / "eval_asr.csv")
+    outputs = [{"id": r["ID"], "hypothesis": r["transcript"], "reference": r["wrd"]} for r in kept]
+    result = make_result("S", "ACL6060", "eval_asr", "asr", {"wer": 0.0}, outputs)
+    path = write_result(tmp_path / "eval", result)
+    iwslt_scoring.main([path, "--manifest_folder", str(save)])
+    scored = json.loads(open(path).read())
+    normalize = text_normalizer("en")
+    words = sum(len(normalize(s[3]).split()) for s in SEGMENTS)
+    missing = len(normalize(SEGMENTS[4][3]).split())  # "no audio here": 3 deletions
+    assert scored["metrics"]["official_wer"] == pytest.approx(100 * missing / words)
+    assert scored["official_scoring"]["references"] == "eval_asr.references.csv"
+    assert scored["official_scoring"]["missing_hypotheses"] == 1
+    assert scored["official_scoring"]["num_segments"] == 5

@@ -30,8 +30,8 @@ def tiny_llm(tmp_path_factory):
 
 def test_every_recipe_yaml_is_checked():
     names = {str(p.relative_to(HPARAMS)) for p in RECIPE_YAMLS}
-    assert {"stage1.yaml", "stage2.yaml", "inference.yaml", "IWSLT25/stage_c_fusion.yaml"} <= names
-    assert len(names) >= 30
+    assert {"stage1.yaml", "stage2.yaml", "IWSLT25/stage_c_fusion.yaml"} <= names
+    assert len(names) >= 29
 
 
 @pytest.mark.parametrize("path", RECIPE_YAMLS, ids=lambda p: str(p.relative_to(HPARAMS)))
@@ -61,3 +61,27 @@ def test_yaml_loads_with_the_tiny_models(path, tiny_llm, tmp_path):
     assert check_overrides(str(path), overrides, text=text) == overrides
     hparams = load_hyperpyyaml(text, overrides)
     assert hparams, path
+
+
+@pytest.mark.parametrize("projector_type", ["speechmapper", "transformer"])
+def test_packaged_inference_template_loads(projector_type, tiny_llm, tmp_path):
+    """The export template ships inside the package (speechmapper_plugin/inference/), not
+    under hparams/; it builds with either projector."""
+    from speechmapper_plugin.inference.folders import DEFAULT_TEMPLATE
+
+    assert pathlib.Path(DEFAULT_TEMPLATE).is_relative_to(HPARAMS.parent / "speechmapper_plugin")
+    assert not (HPARAMS / "inference.yaml").exists()
+    with open(PRESET, encoding="utf-8") as f:
+        preset = yaml.safe_load(f)
+    overrides = {
+        key: value
+        for key, value in {**preset["features"], **preset["projector"]}.items()
+        if key in _top_level_keys(pathlib.Path(DEFAULT_TEMPLATE).read_text(encoding="utf-8"))
+    }
+    overrides.update(llm_source=tiny_llm, projector_type=projector_type, model_source=str(tmp_path))
+    with open(DEFAULT_TEMPLATE, encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    assert type(hparams["projector"]).__name__ == (
+        "SpeechMapper" if projector_type == "speechmapper" else "TransformerProjector"
+    )
+    assert hparams["pretrainer"].paths["projector"] == f"{tmp_path}/projector.safetensors"

@@ -102,13 +102,28 @@ def test_talk_wer_known_value_with_normalizer_effects():
     # talk 2: "whether" for "weather" + "today" deleted; "We go out!" matches: 2 / 8 words.
     assert out["num_talks"] == 2 and out["num_reference_words"] == 16
     assert out["official_wer"] == pytest.approx(100 * 2 / 16)
-    assert out["signature"].startswith("whisper-normalizer:0.1.15|english|talk-level|jiwer:")
+    assert out["signature"].startswith(
+        "whisper-normalizer:0.1.15(openai-rules=0.0.10)|english|talk-level|jiwer:"
+    )
     # talk level: a word moved across a segment boundary costs nothing
     moved = talk_wer([["mister smith has", "2 cats he likes them"]], [refs[0]])
     assert moved["official_wer"] == 0.0
     # other languages: Whisper's basic normalizer (no English spelling/number rules)
     basic = talk_wer([["Mr Smith"]], ["Mr. Smith"], lang="de")
     assert basic["official_wer"] == 0.0 and "|basic|" in basic["signature"]
+
+
+def test_talk_wer_normalizes_as_the_organizers_pinned_normalizer():
+    """whisper_normalizer 0.0.10 (the organizers' pin, OpenAI's rules) leaves "kinda",
+    "dunno", "'cause" as they are; 0.1.15 would rewrite them and lower this WER to 0."""
+    out = talk_wer(
+        [["I kinda dunno 'cause it rained"]], ["I kind of do not know because it rained"]
+    )
+    # 9 reference words; kinda ~ kind of: 1 sub + 1 del, dunno ~ do not know: 1 sub + 2 del,
+    # cause ~ because: 1 sub
+    assert out["official_wer"] == pytest.approx(100 * 6 / 9)
+    same = talk_wer([["I kinda dunno 'cause it rained"]], ["i kinda dunno cause it rained"])
+    assert same["official_wer"] == 0.0
 
 
 def test_talk_wer_errors():
@@ -124,11 +139,21 @@ def test_resegment_one_segment_per_reference_sentence():
     refs = ["Herr Smith hat zwei Katzen.", "Er mag sie.", "Danke."]
     segments = resegment("Herr Smith hat zwei\nKatzen. Er mag sie. Danke schön.", refs)
     assert segments == ["Herr Smith hat zwei Katzen.", "Er mag sie.", "Danke schön."]
-    assert resegment("", refs) == ["", "", ""]
+    # A talk without output is aligned as "." (the organizers' rule): one segment holds it.
+    assert resegment("", refs) == [".", "", ""]
+    assert resegment(" \n ", refs) == [".", "", ""]
     # more words than the references: every word lands in exactly one segment
     long = resegment("a b c Er mag sie x y", ["a b c", "Er mag sie"])
     assert len(long) == 2 and " ".join(long).split() == "a b c Er mag sie x y".split()
     assert long[1].startswith("Er mag sie")
+
+
+def test_resegment_is_case_sensitive_as_mwersegmenter_usecase_1():
+    # mweralign compares tokens case-insensitively; the organizers ran mwerSegmenter with
+    # -usecase 1. Here "Cat" and "cat" differ, which decides where "cat" goes.
+    refs = ["Cat", "the Sat the"]
+    assert resegment("the cat", refs) == ["the", "cat"]
+    assert resegment("the Cat", refs) == ["the Cat", ""]
 
 
 def test_resegment_character_level_for_chinese():
@@ -177,6 +202,19 @@ def test_st_comet_scores_the_resegmented_hypotheses(tiny_comet):
     assert out["signature"] == f"mweralign:1.4.1|word-level|{direct['signature']}"
     with pytest.raises(ValueError, match="talk 0 has 2 reference sentences but 1 source"):
         st_comet([{**talks[0], "sources": ["x"]}], "de", model=tiny_comet, gpus=0)
+
+
+def test_a_talk_without_output_scores_a_dot_against_its_references(tiny_comet):
+    talk = {
+        "hypotheses": ["", ""],
+        "references": [r[3] for r in ROWS[:2]],
+        "sources": [r[2] for r in ROWS[:2]],
+    }
+    out = st_comet([talk], "de", model=tiny_comet, gpus=0)
+    assert out["resegmented"] == [[".", ""]]
+    direct = comet_score(talk["sources"], [".", ""], talk["references"], model=tiny_comet, gpus=0)
+    assert out["official_comet"] == pytest.approx(direct["comet"])
+    assert st_comet([talk], "zh", model=tiny_comet, gpus=0)["resegmented"] == [[".", ""]]
 
 
 def test_bertscore_identical_beats_unrelated_and_uses_the_baseline(tiny_bert, tmp_path):
@@ -281,6 +319,7 @@ def test_command_line_adds_the_official_metrics(tiny_comet, tiny_bert, tmp_path)
         "num_talks": 2,
         "num_segments": 4,
         "missing_hypotheses": 0,
+        "references": "eval_asr.csv",  # no <split>.references.csv: the manifest (warned)
     }
     for key in ("de", "zh"):
         assert set(scored[key]["metrics"]) == {"bleu", "official_comet"}

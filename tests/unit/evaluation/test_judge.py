@@ -1,4 +1,5 @@
-"""Tests of the SQA LLM-as-judge (verdict parsing, prompts, forced judges, averaging)."""
+"""Tests of the SQA LLM-as-judge: the freeform protocol (verdict parsing, prompts, forced
+judges, averaging) here; BERGEN's protocol, the default, in test_bergen.py."""
 
 import logging
 import math
@@ -49,7 +50,7 @@ REFERENCES = [["on the mat", "the mat"], "to the house", "the cat", ["no"], "in 
 ANSWERS = ["on the mat", "the house", "", "yes it did", "the mat is in the house in paris"]
 
 
-FAST = {"dtype": "float32", "device": "cpu"}
+FAST = {"dtype": "float32", "device": "cpu", "protocol": "freeform"}
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +220,11 @@ def test_custom_prompt_and_raw_fallback_without_chat_template(base_folder, caplo
 
 def test_bad_prompt_fails_before_loading():
     with pytest.raises(ValueError, match="misses the field"):
-        LLMJudge("/nonexistent/judge", prompt="{question} {answer}")
+        LLMJudge("/nonexistent/judge", prompt="{question} {answer}", protocol="freeform")
+    with pytest.raises(ValueError, match="uses BERGEN's prompt"):
+        LLMJudge("/nonexistent/judge", prompt=JUDGE_PROMPT)
+    with pytest.raises(ValueError, match="Unknown judge protocol 'bergen2'"):
+        LLMJudge("/nonexistent/judge", protocol="bergen2")
 
 
 def test_length_mismatch_names_the_counts(random_judge):

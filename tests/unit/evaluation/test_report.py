@@ -77,7 +77,14 @@ def paper_like_runs():
                 "LibriSQA",
                 "PartI",
                 "sqa",
-                {"judge_accuracy": acc, "lid_en_pct": 99.0, "lid_target_pct": 99.0},
+                {
+                    "judge_accuracy": acc,
+                    "judge_std": 2.0,  # two judges, 2 points above and below their mean
+                    "judge_accuracy[judge/a]": acc + 2.0,
+                    "judge_accuracy[judge/b]": acc - 2.0,
+                    "lid_en_pct": 99.0,
+                    "lid_target_pct": 99.0,
+                },
                 OUT,
                 seed=seed,
                 setting="zero-shot",
@@ -107,7 +114,23 @@ def paper_like_runs():
             setting="baseline",
         )
     )
-    # A topline, one run.
+    # A topline, one run: its SQA cell still has a "±", the spread over its 4 judges.
+    runs.append(
+        make_result(
+            "Transcripts + Llama 3.1 8B",
+            "LibriSQA",
+            "PartI",
+            "sqa",
+            {
+                "judge_accuracy": 91.0,
+                "judge_std": 2.236,
+                **{f"judge_accuracy[judge/{k}]": v for k, v in zip("abcd", (90, 92, 94, 88))},
+            },
+            OUT,
+            setting="topline",
+            llm=LLAMA,
+        )
+    )
     runs.append(
         make_result(
             "Transcripts + Llama 3.1 8B",
@@ -217,9 +240,13 @@ def test_tables_layout_and_values(results):
     assert cell(lid, "Stage 2 [ASR CE+MSE] (zero-shot)", "CoVoST2 en-zh") == (
         "3.0% ± 1.4 / 91.5% ± 0.7"
     )
+    # Table 2: "±" = the spread over the judges (population std of the per-judge
+    # accuracies, each averaged over the seeds); the seed spread has its own column.
     sqa = tables["SQA: LLM-as-judge accuracy (↑)"]
-    assert sqa["columns"] == ["LibriSQA PartI"]
-    assert cell(sqa, "Stage 2 [ASR CE+MSE] (zero-shot)", "LibriSQA PartI") == "76.5% ± 2.1"
+    assert sqa["columns"] == ["LibriSQA PartI", "seeds ±"]
+    assert sqa["rows"]["Stage 2 [ASR CE+MSE] (zero-shot)"] == ["76.5% ± 2.0", "2.1"]
+    assert sqa["rows"]["Transcripts + Llama 3.1 8B (topline)"] == ["91.0% ± 2.2", "–"]
+    assert "judge_std" not in " ".join(tables) and "judge/a" not in " ".join(tables)
     sqa_lid = tables["SQA: language identification, EN % / TARGET %"]
     assert cell(sqa_lid, "Stage 2 [ASR CE+MSE] (zero-shot)", "LibriSQA PartI") == (
         "99.0% ± 0.0 / 99.0% ± 0.0"
@@ -311,6 +338,8 @@ def test_model_index_structure_and_values(results):
     sqa = by_name["LibriSQA PartI"]
     assert sqa["task"]["type"] == "question-answering"
     assert sqa["metrics"][0]["type"] == "accuracy" and sqa["metrics"][0]["value"] == 76.5
+    assert "mean of 2 judges, std 2 over judges" in sqa["metrics"][0]["name"]
+    assert not any("judge" in m["type"] or "[" in m["type"] for m in sqa["metrics"])
     # Hugging Face's own parser reads it.
     name, evals = model_index_to_eval_results(loaded["model-index"])
     assert name == "speechmapper-llama"
@@ -395,7 +424,7 @@ def test_python_dash_m_entry_point(folder):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "| Stage 2 [ASR CE+MSE] (zero-shot) | 76.5% ± 2.1 |" in proc.stdout
+    assert "| Stage 2 [ASR CE+MSE] (zero-shot) | 76.5% ± 2.0 | 2.1 |" in proc.stdout
     assert "result file(s) loaded" in proc.stderr
 
 
@@ -443,7 +472,12 @@ def iwslt25_runs(split_prefix="eval"):
                     "SpokenSQuAD",
                     "test",
                     "sqa",
-                    {"judge_accuracy": acc + shift, "bertscore_f1": 50.0},
+                    {
+                        "judge_accuracy": acc + shift,
+                        "judge_accuracy[j/1]": acc + shift + 1.0,
+                        "judge_accuracy[j/2]": acc + shift - 1.0,
+                        "bertscore_f1": 50.0,
+                    },
                     OUT,
                     seed=seed,
                     target_lang=lang,
@@ -506,10 +540,10 @@ def test_iwslt25_layout_rows_columns_and_cells():
         "75.5 ± 0.0",
         "78.8 ± 0.0",
         "78.9 ± 0.0",
-        "90.8% ± 0.7",
-        "85.7% ± 0.7",
-        "83.4% ± 0.7",
-        "76.9% ± 0.7",
+        "90.8% ± 1.0",
+        "85.7% ± 1.0",
+        "83.4% ± 1.0",
+        "76.9% ± 1.0",
     ]
     # ACL 60/60 only: Seamless' LibriSpeech WER is not the talk's ASR column
     assert team["rows"][SEAMLESS] == ["17.6"] + ["–"] * 10
@@ -529,7 +563,10 @@ def test_iwslt25_layout_rows_columns_and_cells():
     assert official["order"] == [A1B_FLUENT]  # the only system scored officially
     assert official["rows"][A1B_FLUENT][:2] == ["20.5 ± 0.7", "74.5 ± 0.0"]
     assert "COMET/BERTScore x100; ASR: ACL6060, ST: ACL6060, SQA: SpokenSQuAD" in text
-    assert "_Cells: mean ± sample std (ddof=1) over 1–2 seed(s); –: not evaluated;" in text
+    assert (
+        "_Cells: mean ± sample std (ddof=1) over 1–2 seed(s); SQA LLM-as-judge: ± over the "
+        "judges (population std); –: not evaluated;" in text
+    )
     assert "_Cells: mean ± sample std (ddof=1) over 2 seed(s);" in text
 
 

@@ -74,3 +74,35 @@ def test_bad_task_and_empty_outputs():
         score_outputs("mt", outputs(["a"], ["a"]))
     with pytest.raises(ValueError, match="No asr outputs"):
         score_outputs("asr", [])
+
+
+def test_asr_whisper_normalizer_is_an_option_recorded_in_the_signature():
+    outs = outputs(["Mr. Smith paid ten dollars."], ["mister smith paid $10"])
+    mms, mms_signatures = score_outputs("asr", outs)
+    whisper, whisper_signatures = score_outputs("asr", outs, wer_normalizer="whisper")
+    assert mms["wer"] > 0 and whisper["wer"] == 0.0  # numbers and titles standardized
+    assert "norm:mms" in mms_signatures["wer"]
+    assert "norm:whisper-en" in whisper_signatures["wer"]
+    assert "whisper-normalizer:" in whisper_signatures["wer"]
+    with pytest.raises(ValueError, match="Unknown WER normalizer 'nfkc'"):
+        score_outputs("asr", outs, wer_normalizer="nfkc")
+
+
+def test_sqa_judges_give_the_mean_the_spread_and_each_judge(tmp_path):
+    from speechmapper_plugin.evaluation.scoring import judge_metric
+    from speechmapper_plugin.tiny.llm import build_tiny_llm
+
+    corpus = ["Yes", "No", "Yes it is the same", "No it is not the same", "the cat sat"] * 6
+    judges = [
+        str(build_tiny_llm(tmp_path / f"judge{seed}", corpus, seed=seed, initializer_range=0.1))
+        for seed in (0, 1)
+    ]
+    outs = outputs(["the cat", ""], ["a cat | the cat", "on the mat"], question="who sat?")
+    metrics, signatures = score_outputs("sqa", outs, judges=judges)
+    per_judge = [metrics[judge_metric(judge)] for judge in judges]
+    assert per_judge[0] != per_judge[1]
+    assert metrics["judge_accuracy"] == pytest.approx(sum(per_judge) / 2)
+    assert metrics["judge_std"] == pytest.approx(abs(per_judge[0] - per_judge[1]) / 2)
+    assert metrics["judge_invalid"] == 0  # BERGEN's rule scores every item
+    assert signatures["judge"].startswith("BERGEN yes/no judge, next-token p(Yes)")
+    assert "std over judges (ddof=0)" in signatures["judge"]

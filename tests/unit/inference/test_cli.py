@@ -65,7 +65,7 @@ def test_export_writes_a_loadable_folder(tiny, published, capsys):
     with open(os.path.join(published, "hyperparams.yaml"), encoding="utf-8") as f:
         text = f.read()
     assert "\nllm_dtype: float32\n" in text and f"\nmax_new_tokens: {MAX_NEW_TOKENS}\n" in text
-    assert os.path.isfile(os.path.join(published, "projector.ckpt"))
+    assert os.path.isfile(os.path.join(published, "projector.safetensors"))
     out = os.path.join(tiny["root"], "again")
     status, stdout, _ = run(["export", tiny["stage1"], out], capsys)
     assert status == 0 and stdout.strip() == out
@@ -97,7 +97,7 @@ def test_training_folder_is_exported_on_the_fly(tiny, tmp_path, capsys):
     argv = ["transcribe", wav, "--model", tiny["stage2"], "--savedir", savedir]
     status, out, _ = run([*argv, "--max-new-tokens", "3", "--device", "cpu"], capsys)
     assert status == 0 and out.startswith(f"{wav}\t") and out.count("\n") == 1
-    assert os.path.isfile(os.path.join(savedir, "projector.ckpt"))
+    assert os.path.isfile(os.path.join(savedir, "projector.safetensors"))
 
 
 def test_missing_audio_file_exits_2(tiny, published, capsys):
@@ -126,7 +126,7 @@ def test_published_folder_without_projector_exits_2(tiny, published, tmp_path, c
     folder.mkdir()
     shutil.copy(os.path.join(published, "hyperparams.yaml"), folder)
     status, out, err = run(["transcribe", tiny["wavs"][0], "--model", str(folder)], capsys)
-    assert status == 2 and out == "" and "has no projector.ckpt" in err
+    assert status == 2 and out == "" and "has no projector.safetensors" in err
 
 
 def test_bad_export_and_usage_exit_2(tiny, tmp_path, capsys):

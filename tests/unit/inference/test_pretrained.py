@@ -192,12 +192,16 @@ def read_yaml(path):
 
 
 def same_state(path, module):
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return all(torch.equal(state[k], v) for k, v in module.state_dict().items())
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    return state.keys() == module.state_dict().keys() and all(
+        torch.equal(state[k], v) for k, v in module.state_dict().items()
+    )
 
 
 def test_export_stage1_takes_lowest_wer_checkpoint_and_cache_encoder(tiny, published):
-    assert same_state(os.path.join(published, "projector.ckpt"), tiny["best"])
+    assert same_state(os.path.join(published, "projector.safetensors"), tiny["best"])
     hparams = read_yaml(os.path.join(published, "hyperparams.yaml"))
     assert hparams["sfm_kind"] == "fbank" and hparams["sfm_source"] is None
     assert hparams["frame_average"] == 4 and hparams["feature_dim"] == 80
@@ -206,21 +210,27 @@ def test_export_stage1_takes_lowest_wer_checkpoint_and_cache_encoder(tiny, publi
     assert "pretrainer" in hparams
     with open(os.path.join(published, "export.json"), encoding="utf-8") as f:
         info = json.load(f)
-    assert info["stage"] == 1 and info["selected_by"] == "min WER"
+    assert info["stage"] == "stage1" and info["selected_by"] == "min WER"
     assert info["meta"]["WER"] == 80.0
 
 
 def test_export_stage2_takes_lowest_loss_and_llm_settings(tiny, tmp_path):
     out = export_model(tiny["stage2"], str(tmp_path / "pub2"))
-    assert same_state(os.path.join(out, "projector.ckpt"), tiny["third"])
+    assert same_state(os.path.join(out, "projector.safetensors"), tiny["third"])
     hparams = read_yaml(os.path.join(out, "hyperparams.yaml"))
     assert hparams["llm_dtype"] == "float32"  # stage-2 preset value, not the template's bf16
     assert hparams["system_prompt"] == "Be brief."
-    assert hparams["asr_prompt"].tag.value == "!name:speechmapper_plugin.data.prompts.ZERO_SHOT_ASR"
+    # Self-contained: the prompts are written out, not references to plugin constants.
+    assert hparams["asr_prompt"] == ZERO_SHOT_ASR
+    assert hparams["speech_prefix"] == SPEECH_PREFIX
+    assert hparams["prompt_suffix"] == ZERO_SHOT_SUFFIX
+    assert dict(hparams["st_instructions"]) == ST_INSTRUCTIONS
+    text = open(os.path.join(out, "hyperparams.yaml"), encoding="utf-8").read()
+    assert "speechmapper_plugin.data.prompts" not in text
 
 
 def test_reexport_keeps_the_copied_checkpoint(tiny, published):
-    ckpt = os.path.join(published, "projector.ckpt")
+    ckpt = os.path.join(published, "projector.safetensors")
     before = os.stat(ckpt).st_mtime_ns
     export_model(tiny["stage1"], published, overrides={"llm_dtype": "float32"})
     assert os.stat(ckpt).st_mtime_ns == before
@@ -359,7 +369,7 @@ def test_incomplete_or_wrong_folders_are_refused(tiny, published, tmp_path):
     folder = tmp_path / "no_ckpt"
     folder.mkdir()
     shutil.copy(os.path.join(published, "hyperparams.yaml"), folder)
-    with pytest.raises(FileNotFoundError, match="has no projector.ckpt"):
+    with pytest.raises(FileNotFoundError, match="has no projector.safetensors"):
         SpeechMapperLLM.from_hparams(source=str(folder))
     with pytest.raises(ValueError, match="from_training_folder"):
         SpeechMapperLLM.from_hparams(source=tiny["stage1"])

@@ -92,3 +92,52 @@ def test_adapter_dropout_follows_train_mode_while_the_base_stays_in_eval(base):
     assert len(losses()) > 1  # the adapters' dropout is active in training
     llm.eval()
     assert len(losses()) == 1
+
+
+def _fake_hub_cache(base, cache):
+    """``base`` placed in a Hugging Face hub cache as the repository ``org/tiny-llm`` (what a
+    download leaves: refs/main and a snapshot folder), so that it loads offline by hub id."""
+    import shutil
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--org--tiny-llm"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    shutil.copytree(base, repo / "snapshots" / revision)
+    return repo / "snapshots" / revision
+
+
+def test_adapter_names_its_base_by_hub_id_and_loads_with_plain_peft(base, tmp_path, monkeypatch):
+    """The adapter of an LLM loaded by hub id records that id, not the hub-cache folder it was
+    read from, so peft alone loads it on another machine (here: from another folder)."""
+    import json
+
+    from peft import AutoPeftModelForCausalLM, PeftModel
+    from transformers import AutoModelForCausalLM
+
+    cache = tmp_path / "hub"
+    snapshot = _fake_hub_cache(base, cache)
+    llm = FrozenLLM("org/tiny-llm", dtype="float32", cache_dir=str(cache))
+    attach_lora(llm, r=4, alpha=8)
+    with torch.no_grad():
+        for p in lora_parameters(llm):
+            p.add_(0.05 * torch.randn_like(p))
+    adapter = tmp_path / "adapter"
+    save_lora(llm, str(adapter))
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "org/tiny-llm"
+    assert str(snapshot) not in (adapter / "adapter_config.json").read_text()
+    assert (adapter / "adapter_model.safetensors").is_file()
+
+    ids = torch.tensor([[1, 5, 9, 13, 17]])
+    with torch.no_grad():
+        expected = llm.model(input_ids=ids).logits
+    monkeypatch.chdir(tmp_path)  # nothing relative to the training run's folder
+    plain = AutoModelForCausalLM.from_pretrained("org/tiny-llm", cache_dir=str(cache))
+    peft_model = PeftModel.from_pretrained(plain, str(adapter)).eval()
+    auto = AutoPeftModelForCausalLM.from_pretrained(str(adapter), cache_dir=str(cache)).eval()
+    with torch.no_grad():
+        assert torch.allclose(peft_model(input_ids=ids).logits, expected, atol=1e-5)
+        assert torch.allclose(auto(input_ids=ids).logits, expected, atol=1e-5)
+        fresh = AutoModelForCausalLM.from_pretrained("org/tiny-llm", cache_dir=str(cache))
+        assert not torch.allclose(fresh(input_ids=ids).logits, expected, atol=1e-5)
