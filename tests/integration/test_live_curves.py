@@ -97,7 +97,8 @@ def test_two_processes_write_one_event_file_with_the_audio_of_both(tiny):
         output_folder=str(out),
         use_tensorboard=True,
         log_interval=1,
-        max_batch_length=10.0,  # more, smaller batches: >= 10 steps in 2 epochs
+        batch_vectors=500,  # more, smaller batches: >= 10 steps in 2 epochs
+        batches_per_step=2,  # one micro-batch per process and step
     )
     env = {
         **os.environ,
