@@ -12,7 +12,6 @@ import torch
 
 from benchmarks.common import (
     FEATURE_RATE,
-    LIBRISPEECH_HOURS,
     MAX_GRAD_NORM,
     TINY_PROJECTOR,
     PeakMemory,

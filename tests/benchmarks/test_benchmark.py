@@ -31,7 +31,7 @@ def test_tiny_run_measures_every_part_and_appends_one_table(tiny_run):
     for header in (
         "**Feature extraction**",
         "**Feature-cache read (stage-1 loader)**",
-        "**Stage 1**",
+        "**Stage 1 (the recipe: Stage1Brain through SpeechBrain's fit)**",
         "**Stage 2**",
         "**Decoding**",
         "**Targets (one H100)**",

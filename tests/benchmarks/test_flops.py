@@ -70,7 +70,7 @@ def test_gqa_llm_forward_counts_as_much_as_eager_attention():
         torch.manual_seed(0)
         model = build_llm(config, torch.device("cpu"), kind, dtype=torch.float32)
         with torch.no_grad():
-            counts[kind], out = count_flops(lambda: model(input_ids=ids).logits)
+            counts[kind], out = count_flops(lambda m=model: m(input_ids=ids).logits)
         counts[kind + "_logits"] = out
     assert counts["sdpa"] == counts["eager"] > 0
     torch.testing.assert_close(counts["sdpa_logits"], counts["eager_logits"], rtol=1e-4, atol=1e-4)
