@@ -48,10 +48,12 @@ class Stage1Brain(DeferredSyncMixin, _SpeechMapperBrain):
         return super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
 
     def _objective_for(self, stage):
-        if self._objective is None:
+        if self._objective is None or self._objective.projector is not self.modules.projector:
+            # (re)built when SpeechBrain has wrapped (DDP) or compiled the projector since
             self._objective = Stage1Objective(
                 self.modules.projector, self.modules.embeddings, self.hparams.loss
             )
+            self._compiled_objective = None
         if stage != sb.Stage.TRAIN or not getattr(self.hparams, "compile_step", False):
             return self._objective
         if self._compiled_objective is None:
