@@ -44,7 +44,13 @@ class Stage1Brain(DeferredSyncMixin, _SpeechMapperBrain):
         """Training batches padded to a multiple of ``pad_multiple`` frames when it is > 0."""
         multiple = int(getattr(self.hparams, "pad_multiple", 0) or 0)
         if stage == sb.Stage.TRAIN and multiple > 0:
-            loader_kwargs.setdefault("collate_fn", BucketPaddedBatch(multiple))
+            if loader_kwargs.get("collate_fn") is not None:
+                raise ValueError(
+                    f"pad_multiple={multiple} pads the training batches with its own collate_fn, "
+                    f"but the loader already has one ({loader_kwargs['collate_fn']!r}): set "
+                    "--pad_multiple=0 or drop the other collate_fn."
+                )
+            loader_kwargs["collate_fn"] = BucketPaddedBatch(multiple)
         return super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
 
     def _objective_for(self, stage):

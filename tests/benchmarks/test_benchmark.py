@@ -19,6 +19,7 @@ def tiny_run(tmp_path_factory):
     doc = folder / "benchmarks.md"
     argv = ["--tiny", "--peak-tflops", "1.0", "--append-to", str(doc)]
     argv += ["--pad-multiple", "16", "--deferred-sync", "--fused-adamw"]  # stage-1 levers
+    argv += ["--reuse-prompt-prefix"]  # stage 2
     results = benchmark.main(argv)
     return results, doc.read_text(encoding="utf-8")
 
@@ -73,6 +74,7 @@ def test_stage2_ratio_compares_full_steps_on_the_same_batch(tiny_run):
     assert results["stage2"]["ratio"] > 0
     assert results["stage2"]["steps_s"] == pytest.approx(1000 * results["stage2"]["step_s"])
     assert "| CE step through the LLM / stage-1 step, same batch | **" in text
+    assert "optimizations: fused AdamW, prompt-prefix keys/values reused" in text
 
 
 def test_counted_flops_of_a_stage1_step_match_the_projector_matmuls():

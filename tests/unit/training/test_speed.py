@@ -155,3 +155,15 @@ def test_running_loss_terms_equal_host_float_sums():
         count += size
     means = brain._means(brain.sums, brain.count)
     assert means == {k: v / count for k, v in expected.items()}  # bit-identical
+
+
+def test_bucket_padding_refuses_to_replace_another_collate_fn(tmp_path):
+    brain = Stage1Brain(
+        modules={"projector": torch.nn.Linear(1, 1)},
+        hparams={"pad_multiple": 16, "output_folder": str(tmp_path)},
+        run_opts={"device": "cpu", "noprogressbar": True},
+    )
+    with pytest.raises(ValueError, match="pad_multiple=16 pads the training batches"):
+        brain.make_dataloader(_dataset(2), sb.Stage.TRAIN, collate_fn=lambda batch: batch)
+    loader = brain.make_dataloader(_dataset(2), sb.Stage.TRAIN, batch_size=2)
+    assert next(iter(loader)).feats.data.shape[1] % 16 == 0
