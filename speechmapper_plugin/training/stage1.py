@@ -66,6 +66,12 @@ class Stage1Brain(DeferredSyncMixin, _SpeechMapperBrain):
             mode = getattr(self.hparams, "compile_step_mode", "reduce-overhead")
             self._compiled_objective = compile_objective(self._objective, mode=mode)
             logger.info("Stage-1 step compiled with torch.compile (mode %s).", mode)
+            if not getattr(self.hparams, "pad_multiple", 0):
+                logger.warning(
+                    "compile_step without pad_multiple: every batch length is a new shape for "
+                    "the compiled step (with CUDA graphs, a new graph each); set "
+                    "--pad_multiple=64."
+                )
         return self._compiled_objective
 
     def compute_forward(self, batch, stage):
