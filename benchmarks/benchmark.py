@@ -66,8 +66,9 @@ from benchmarks.common import (  # noqa: E402
 )
 from benchmarks.decode import run_decode  # noqa: E402
 from benchmarks.extraction import run_extract  # noqa: E402
+from benchmarks.stage1_recipe import run_stage1  # noqa: E402
 from benchmarks.targets import target_rows  # noqa: E402
-from benchmarks.training import run_stage1, run_stage2  # noqa: E402
+from benchmarks.training import run_stage2  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -184,10 +185,48 @@ def parse_args(argv=None):
     parser.add_argument("--tf32", action="store_true", help="Allow TF32 matmuls on GPU.")
     # Optimizations, each switchable so that the table shows what it buys.
     parser.add_argument(
-        "--compile", action="store_true", help="torch.compile the projector (stage 1 and 2)."
+        "--compile",
+        action="store_true",
+        help="Stage 1: compile_step (projector + targets + loss as one graph); stage 2: "
+        "torch.compile the projector.",
+    )
+    parser.add_argument(
+        "--compile-mode",
+        default="reduce-overhead",
+        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+        help="torch.compile mode of the stage-1 step (reduce-overhead: CUDA graphs).",
     )
     parser.add_argument(
         "--fused-adamw", action="store_true", help="AdamW(fused=True) for the projector."
+    )
+    parser.add_argument(
+        "--pad-multiple",
+        type=int,
+        default=0,
+        help="Stage 1: pad each batch's time axis up to a multiple of this many frames "
+        "(hparams pad_multiple; static shapes for --compile).",
+    )
+    parser.add_argument(
+        "--deferred-sync",
+        action="store_true",
+        help="Stage 1: read losses back every log_interval steps only (hparams deferred_sync).",
+    )
+    parser.add_argument(
+        "--stage1-utterances",
+        type=int,
+        default=1000,
+        help="Utterances of the stage-1 recipe's synthetic corpus (one epoch warms up, one "
+        "is timed; 1000 = 3.4 h of audio, ~300 steps per epoch).",
+    )
+    parser.add_argument(
+        "--reuse-prompt-prefix",
+        action="store_true",
+        help="Stage 2: FrozenLLM reuses the keys/values of the shared prompt prefix.",
+    )
+    parser.add_argument(
+        "--causal-mask-only",
+        action="store_true",
+        help="Stage 2: right-padded batches run without attention mask (flash SDPA).",
     )
     parser.add_argument(
         "--peak-tflops",
@@ -230,12 +269,28 @@ def parse_args(argv=None):
     parser.add_argument("--num-workers", type=int, default=4, help="DataLoader workers.")
     parser.add_argument("--prefetch-factor", type=int, default=2, help="Batches per worker.")
     parser.add_argument(
-        "--pin-memory", action="store_true", help="Pinned host memory (CUDA devices)."
+        "--pin-memory",
+        action="store_true",
+        help="Pinned host memory (CUDA devices): the cache part's loader and the stage-1 "
+        "recipe (hparams pin_memory).",
     )
     # Part "decode": batched greedy decoding vs one utterance at a time.
     parser.add_argument("--decode-utterances", type=int, default=64, help="Utterances to decode.")
     parser.add_argument(
-        "--decode-batch", type=int, default=64, help="Batch size of batched decoding."
+        "--decode-batch", type=int, default=32, help="Batch size of batched decoding."
+    )
+    parser.add_argument(
+        "--decode-engine",
+        choices=["dynamic", "static", "compiled"],
+        default="compiled",
+        help="Batched decoding engine measured against HF's dynamic cache: static KV cache, "
+        "or static cache + torch.compile of the decoding step (CUDA graphs).",
+    )
+    parser.add_argument(
+        "--decode-single",
+        type=int,
+        default=4,
+        help="Utterances decoded one by one (the paper's protocol, slow: a subset).",
     )
     parser.add_argument(
         "--max-new-tokens", type=int, default=150, help="Generation limit (paper: 150)."
@@ -267,6 +322,8 @@ def parse_args(argv=None):
         "cache_utterances",
         "decode_utterances",
         "decode_batch",
+        "decode_single",
+        "stage1_utterances",
         "max_new_tokens",
         "prefetch_factor",
     ):
@@ -276,6 +333,8 @@ def parse_args(argv=None):
         parser.error("--warmup must be >= 0")
     if args.num_workers < 0:
         parser.error("--num-workers must be >= 0")
+    if args.pad_multiple < 0:
+        parser.error("--pad-multiple must be >= 0")
     if args.utterance_seconds <= 0:
         parser.error("--utterance-seconds must be positive")
     if args.extract_batch_seconds <= 0:
@@ -317,7 +376,11 @@ def main(argv=None):
         args.num_workers = min(args.num_workers, 1)
         args.decode_utterances = min(args.decode_utterances, 4)
         args.decode_batch = min(args.decode_batch, 4)
+        args.decode_single = min(args.decode_single, 4)
         args.max_new_tokens = min(args.max_new_tokens, 8)
+        args.stage1_utterances = min(args.stage1_utterances, 24)
+        args.utterances = min(args.utterances, 3)
+        args.batch_seconds = min(args.batch_seconds, 12.0)
     args.llm_config_obj = load_llm_config(args.llm_config, TINY_LLM if args.tiny else None)
     if args.vocab is not None and not 2 < args.vocab:
         raise SystemExit(f"--vocab {args.vocab} must be larger than 2.")

@@ -2,30 +2,38 @@
 
 The paper decodes its test sets one utterance at a time with Hugging Face ``generate``
 (greedy, at most 150 new tokens). This part measures what batching buys on the same
-utterances and checks that it changes nothing: utterances per second of
-:meth:`speechmapper_plugin.models.frozen_llm.FrozenLLM.generate_ids` over left-padded batches (sorted by
-length to limit padding) against one ``generate_ids`` call per utterance with only its own
-speech vectors (no padding, the paper's protocol), and how many utterances get the same
-token ids both ways. Both go through the real ``generate_ids`` (left padding, speech spliced
-into ``inputs_embeds`` with an attention mask, greedy ``generate`` with KV cache, cut at the
-end-of-turn id).
+utterances and checks that it changes nothing. All methods go through the real
+:meth:`speechmapper_plugin.models.frozen_llm.FrozenLLM.generate_ids` (speech spliced into
+``inputs_embeds`` with an attention mask, greedy ``generate``, cut at the end-of-turn id):
+
+- the chosen batched engine (``--decode-engine``, default ``compiled``: Hugging Face's static
+  KV cache with each decoding step compiled by ``torch.compile``, CUDA graphs on GPU; or
+  ``static`` alone, or ``dynamic``), over all ``--decode-utterances`` in batches of
+  ``--decode-batch`` sorted by length (longest first, the last batch filled up to the batch
+  size for the static cache);
+- the same batches with Hugging Face's default dynamic cache (eager), as the reference of
+  what the engine buys;
+- one ``generate_ids`` call per utterance with only its own speech vectors (no padding, the
+  paper's protocol, dynamic cache), on the first ``--decode-single`` utterances: it is the
+  slow one, so a subset keeps the part near a minute on one GPU; its rate is utterances per
+  second on that subset.
+
+The engine's first batch is decoded once untimed (compilation, CUDA-graph capture); the
+table reports that warm-up time apart.
 
 The LLM is the random-init, frozen one of part ``stage2`` (built from a config, bf16 by
 default, see ``--llm-dtype``); its prompt ids are synthetic. The speech vectors are the
 outputs of a random-init projector run once per batch on random 25 Hz features of the drawn
-durations; the same vectors feed both methods, so the projector's time is excluded from
-both timings (it is reported on its own row). A random-init LLM rarely emits its
-end-of-turn id, so nearly every utterance runs to ``max_new_tokens``: the worst case for
-both methods (batched decoding also loses nothing to rows that stop early).
+durations; the same vectors feed every method, so the projector's time is excluded from
+the timings (it is reported on its own row). A random-init LLM rarely emits its end-of-turn
+id, so nearly every utterance runs to ``max_new_tokens``: the worst case for every method.
 
-Outputs are compared exactly. In bf16, left padding changes the shapes of the matmuls and
-attention reductions, so the logits of a padded row can differ from the unpadded ones in
-the last bits, and a random-init LLM (nearly flat logits) then flips a greedy choice now and
-then: the table says how many differ and at which generated position they first diverge.
-In fp32 (``--llm-dtype fp32``) they are identical. Measured on CPU with a 2-layer,
-4096-wide Llama config, 16 utterances of 1.7-4.5 s, 32 new tokens, one batch of 16:
-11 / 16 identical in bf16 (first divergence at generated positions 1 to 30), 16 / 16 in
-fp32; the tiny smoke runs (4 utterances, 8 tokens) are identical in both.
+Outputs are compared exactly with the one-by-one ones. In bf16, left padding and the static
+cache change the shapes of the matmuls and attention reductions, so the logits of a padded
+row can differ from the unpadded ones in the last bits, and a random-init LLM (nearly flat
+logits) then flips a greedy choice now and then: the table says how many differ and at which
+generated position they first diverge. In fp32 (``--llm-dtype fp32``) they are identical on
+CPU (the unit tests check it with the tiny LLM, for every engine).
 
 Authors
 -------
@@ -156,17 +164,15 @@ def project(projector, feats, order, batch_size, device, precision):
     return outputs
 
 
-def decode_batched(llm, vectors, order, batch_size, max_new_tokens):
-    """Batched greedy decoding in ``order``; outputs returned in the original order.
+def decode_batched(llm, vectors, batch_size, max_new_tokens):
+    """Batched greedy decoding (``generate_ids`` sorts the rows by length and splits them).
 
     Arguments
     ---------
     llm : FrozenLLM
-        The LLM.
+        The LLM (its ``static_cache`` / ``compile_decoding`` select the engine).
     vectors : list of torch.Tensor
         Per-utterance speech vectors.
-    order : list of int
-        Decoding order (consecutive utterances share a batch).
     batch_size : int
         Utterances per ``generate`` call.
     max_new_tokens : int
@@ -177,14 +183,10 @@ def decode_batched(llm, vectors, order, batch_size, max_new_tokens):
     list of list of int
         Generated ids (end of turn excluded) of each utterance, in the original order.
     """
-    speech, lens = pad_vectors([vectors[i] for i in order])
-    ids = llm.generate_ids(
+    speech, lens = pad_vectors(vectors)
+    return llm.generate_ids(
         speech, lens, PLACEHOLDER, max_new_tokens=max_new_tokens, batch_size=batch_size
     )
-    outputs = [None] * len(vectors)
-    for index, row in zip(order, ids):
-        outputs[index] = row
-    return outputs
 
 
 def decode_one_by_one(llm, vectors, max_new_tokens):
@@ -219,11 +221,48 @@ def _timed(fn, device):
     return out, time.perf_counter() - start
 
 
+ENGINES = {
+    "dynamic": "HF dynamic KV cache (eager)",
+    "static": "HF static KV cache (eager)",
+    "compiled": "HF static KV cache + torch.compile of the decoding step",
+}
+
+
+def set_engine(llm, engine):
+    """Selects the decoding engine of ``llm`` (``dynamic``, ``static`` or ``compiled``).
+
+    Example
+    -------
+    >>> import types
+    >>> llm = types.SimpleNamespace()
+    >>> set_engine(llm, "compiled"); (llm.static_cache, llm.compile_decoding)
+    (True, True)
+    """
+    llm.static_cache = engine in ("static", "compiled")
+    llm.compile_decoding = engine == "compiled"
+
+
+def _identity_text(divergences, subset, max_new, llm_dtype):
+    differing = [d for d in divergences if d is not None]
+    text = f"**{subset - len(differing)} / {subset}**"
+    if differing:
+        text += (
+            f" (the {len(differing)} differing ones first diverge at generated position "
+            f"min {min(differing)}, median {statistics.median(differing):g}, max "
+            f"{max(differing)}, 0-based of {max_new})"
+        )
+        if llm_dtype != "fp32":
+            text += "; rerun with --llm-dtype fp32 to check exact identity"
+    return text, differing
+
+
 def run_decode(args, device, rows, results):
-    """Batched vs one-by-one greedy decoding throughput and output identity (fills ``rows``)."""
+    """Batched engines vs one-by-one greedy decoding: throughput and output identity."""
     config = args.llm_config_obj
     vocab = config.vocab_size
     num_utts, batch, max_new = args.decode_utterances, args.decode_batch, args.max_new_tokens
+    subset = min(getattr(args, "decode_single", num_utts), num_utts)
+    engine = getattr(args, "decode_engine", "dynamic")
     llm_dtype = getattr(args, "llm_dtype", "bf16")
     gen = torch.Generator().manual_seed(args.seed + 2)
     pad_id, eot_id = vocab - 1, vocab - 2
@@ -253,41 +292,46 @@ def run_decode(args, device, rows, results):
     )
     counts = [len(v) for v in vectors]
 
-    # Warm-up (untimed): the first (longest) batch, and one utterance.
-    llm.generate_ids(*pad_vectors([vectors[i] for i in order[:batch]]), PLACEHOLDER, max_new)
-    decode_one_by_one(llm, vectors[:1], max_new)
-    with PeakMemory(device) as batched_mem:
+    # The engine: its first (longest) batch untimed (compilation, graph capture), then all.
+    set_engine(llm, engine)
+    longest = [vectors[i] for i in order[:batch]]
+    _, warmup_seconds = _timed(lambda: decode_batched(llm, longest, batch, max_new), device)
+    with PeakMemory(device) as engine_mem:
         batched, batched_seconds = _timed(
-            lambda: decode_batched(llm, vectors, order, batch, max_new), device
+            lambda: decode_batched(llm, vectors, batch, max_new), device
         )
+    # The same batches with HF's dynamic cache (eager), and the paper's one-by-one protocol.
+    set_engine(llm, "dynamic")
+    reference = None
+    if engine != "dynamic":
+        decode_batched(llm, longest[:2], batch, 2)  # warm-up
+        reference, reference_seconds = _timed(
+            lambda: decode_batched(llm, vectors, batch, max_new), device
+        )
+    decode_one_by_one(llm, vectors[:1], 2)  # warm-up
     with PeakMemory(device) as single_mem:
-        single, single_seconds = _timed(lambda: decode_one_by_one(llm, vectors, max_new), device)
+        single, single_seconds = _timed(
+            lambda: decode_one_by_one(llm, vectors[:subset], max_new), device
+        )
 
     batched_rate = num_utts / batched_seconds
-    single_rate = num_utts / single_seconds
+    single_rate = subset / single_seconds
     speedup = batched_rate / single_rate
-    divergences = [first_divergence(a, b) for a, b in zip(batched, single)]
-    differing = [d for d in divergences if d is not None]
-    identical = num_utts - len(differing)
     tokens = sum(len(ids) for ids in batched)
     single_tokens = sum(len(ids) for ids in single)
     at_limit = sum(len(ids) == max_new for ids in batched)
-    identity = f"**{identical} / {num_utts}** (generated token ids equal per utterance)"
-    if differing:
-        identity += (
-            f"; the {len(differing)} differing ones first diverge at generated position "
-            f"min {min(differing)}, median {statistics.median(differing):g}, "
-            f"max {max(differing)} (0-based, of {max_new})"
-        )
-        if llm_dtype != "fp32":
-            identity += "; rerun with --llm-dtype fp32 to check exact identity"
+    divergences = [first_divergence(a, b) for a, b in zip(batched[:subset], single)]
+    identity, differing = _identity_text(divergences, subset, max_new, llm_dtype)
+    compiled_note = ""
+    if engine == "compiled" and device.type != "cuda":
+        compiled_note = " (Hugging Face compiles only on CUDA: here the static cache alone ran)"
     rows += [
         ("**Decoding**", ""),
         (
             "LLM",
             f"{'tiny ' if args.tiny else ''}{args.llm_config} config, random init, frozen, "
             f"{llm_dtype}, {llm_params:,} parameters, {args.attn_implementation} attention; "
-            "greedy FrozenLLM.generate_ids (HF generate, do_sample=False, num_beams=1, KV cache)",
+            "greedy FrozenLLM.generate_ids (HF generate, do_sample=False, num_beams=1)",
         ),
         (
             "Utterances",
@@ -297,45 +341,65 @@ def run_decode(args, device, rows, results):
             f"prompt {n_before} ids + speech + {n_after} ids (synthetic)",
         ),
         (
-            "Projector (excluded from both timings)",
+            "Projector (excluded from the timings)",
             f"{'tiny' if args.tiny else 'SpeechMapper() defaults'}, random init, "
             f"{args.precision}; once per batch of {batch} in {projector_seconds:.3f} s, its "
-            "outputs feed both methods",
+            "outputs feed every method",
         ),
         (
             "Generated tokens",
-            f"max_new_tokens {max_new}: {tokens} batched / {single_tokens} one-by-one; "
-            f"{at_limit} of {num_utts} batched outputs reached the limit (a random-init LLM "
-            "rarely emits its end-of-turn id: the worst case for both methods)",
+            f"max_new_tokens {max_new}: {tokens} batched; {at_limit} of {num_utts} outputs "
+            "reached the limit (a random-init LLM rarely emits its end-of-turn id: the worst "
+            "case for every method)",
         ),
         (
-            "Batched",
-            f"{batched_seconds:.2f} s in batches of {batch} (sorted by length, left-padded), "
-            f"{tokens / batched_seconds:.1f} tokens/s -> **{batched_rate:.2f} utterances/s**",
+            f"Batched, {engine} engine",
+            f"{ENGINES[engine]}{compiled_note}; batches of {batch} sorted by length: "
+            f"{batched_seconds:.2f} s, **{tokens / batched_seconds:.0f} generated tokens/s**, "
+            f"{batched_rate:.2f} utterances/s (untimed warm-up on the first batch: "
+            f"{warmup_seconds:.1f} s)",
         ),
+    ]
+    if reference is not None:
+        ref_tokens = sum(len(ids) for ids in reference)
+        same = sum(a == b for a, b in zip(batched, reference))
+        rows.append(
+            (
+                "Batched, dynamic cache (reference)",
+                f"{ENGINES['dynamic']}, same batches: {reference_seconds:.2f} s, "
+                f"{ref_tokens / reference_seconds:.0f} generated tokens/s; engine / dynamic "
+                f"**{reference_seconds / batched_seconds:.2f} x**; {same} / {num_utts} outputs "
+                "identical to the engine's",
+            )
+        )
+    rows += [
         (
             "One-by-one (paper's protocol)",
-            f"{single_seconds:.2f} s, one generate_ids call per utterance, no padding, "
-            f"{single_tokens / single_seconds:.1f} tokens/s -> "
-            f"**{single_rate:.2f} utterances/s**",
+            f"first {subset} utterances, one generate_ids call each, dynamic cache, no "
+            f"padding: {single_seconds:.2f} s, {single_tokens / single_seconds:.1f} tokens/s "
+            f"-> **{single_rate:.2f} utterances/s**",
         ),
-        ("Speedup (batched / one-by-one utt/s)", f"**{speedup:.2f} x**"),
-        ("Identical outputs", identity),
+        ("Speedup (batched engine / one-by-one utt/s)", f"**{speedup:.2f} x**"),
+        (f"Identical outputs (engine vs one-by-one, first {subset})", identity),
         (
             "Peak memory",
-            f"batched: {batched_mem.describe()}; one-by-one: {single_mem.describe()}",
+            f"batched engine: {engine_mem.describe()}; one-by-one: {single_mem.describe()}",
         ),
     ]
     results["decode"] = {
         "batched_utt_per_s": batched_rate,
         "single_utt_per_s": single_rate,
         "speedup": speedup,
-        "identical": identical,
-        "total": num_utts,
+        "tokens_per_s": tokens / batched_seconds,
+        "identical": subset - len(differing),
+        "total": subset,
         "batched_s": batched_seconds,
         "single_s": single_seconds,
+        "reference_s": None if reference is None else reference_seconds,
         "generated_tokens": tokens,
         "max_new_tokens": max_new,
         "llm_dtype": llm_dtype,
+        "engine": engine,
         "first_divergence": differing,
+        "batch": batch,
     }

@@ -7,6 +7,16 @@ norms and the optimizer update are not counted, as usual for MFU). MFU is then
 ``flops / seconds / peak`` with the device's dense peak at the run's precision
 (:func:`peak_tflops`: a table of published data-sheet figures, or ``--peak-tflops``).
 
+Attention kernels are counted by :data:`SDPA_FLOPS` instead of PyTorch's own formulas, which
+fail on grouped-query attention: on CUDA, transformers calls SDPA with ``enable_gqa=True``
+(8 key/value heads for 32 query heads in Llama-3.1-8B) and the fused kernels receive K/V with
+fewer heads than Q, which ``sdpa_flop_count`` rejects (``query/key/value shapes are
+incompatible``, the crash of the first GPU run); on CPU the SDPA kernel
+(``_scaled_dot_product_flash_attention_for_cpu``) has no formula at all and counted 0. Each
+query head multiplies against its shared K/V head, so a forward is 4·B·Hq·L·S·D and a backward
+10·B·Hq·L·S·D (PyTorch's convention: the scores are recomputed), whatever Hkv is; a causal
+mask is not taken into account (the full L x S is counted, as PyTorch does).
+
 Authors
 -------
 speechmapper developers, 2026
@@ -27,6 +37,49 @@ PEAK_TFLOPS = (
     ("A10G", {"bf16": 70.0, "tf32": 35.0, "fp32": 31.2}),
     ("V100", {"bf16": None, "tf32": None, "fp32": 15.7}),
 )
+
+
+def _sdpa_forward_flops(q, k, v, *args, out_shape=None, **kwargs):
+    """Forward FLOPs of a fused SDPA kernel from the shapes (B, H, L, D) of q, k, v; the K/V
+    heads may be fewer than the query heads (grouped-query attention)."""
+    b, hq, lq, dqk = q
+    bk, hkv, s, dk = k
+    bv, hv, sv, dv = v
+    if not (b == bk == bv and hkv == hv and s == sv and dqk == dk and hkv and hq % hkv == 0):
+        raise ValueError(f"Attention shapes q{tuple(q)} k{tuple(k)} v{tuple(v)} do not match.")
+    return 2 * b * hq * lq * s * dqk + 2 * b * hq * lq * s * dv
+
+
+def _sdpa_backward_flops(grad_out, q, k, v, *args, out_shape=None, **kwargs):
+    """Backward FLOPs of a fused SDPA kernel, PyTorch's convention (scores recomputed: five
+    matrix products), with grouped-query K/V heads allowed."""
+    b, hq, lq, dqk = q
+    _, hkv, s, _ = k
+    dv = v[-1]
+    if not (hkv and hq % hkv == 0 and tuple(grad_out) == (b, hq, lq, dv)):
+        raise ValueError(f"Attention backward shapes q{tuple(q)} k{tuple(k)} do not match.")
+    return 2 * b * hq * (3 * lq * s * dqk + 2 * lq * s * dv)
+
+
+def _sdpa_mapping():
+    aten = torch.ops.aten
+    mapping = {}
+    for name in (
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
+    ):
+        if hasattr(aten, name):
+            mapping[getattr(aten, name)] = _sdpa_forward_flops
+        if hasattr(aten, name + "_backward"):
+            mapping[getattr(aten, name + "_backward")] = _sdpa_backward_flops
+    return mapping
+
+
+#: ``FlopCounterMode(custom_mapping=...)`` entries of the fused SDPA kernels (CUDA flash,
+#: memory-efficient and cuDNN, and the CPU kernel), forward and backward, GQA-aware.
+SDPA_FLOPS = _sdpa_mapping()
 
 
 def count_flops(fn):
@@ -50,8 +103,12 @@ def count_flops(fn):
     >>> flops, _ = count_flops(lambda: layer(torch.randn(3, 8)).sum().backward())
     >>> flops  # forward 2*3*8*4, backward as much again (weight gradient; the input needs none)
     384
+    >>> q, kv = torch.randn(1, 4, 8, 16), torch.randn(1, 2, 8, 16)  # 4 query heads, 2 K/V heads
+    >>> attention = torch.nn.functional.scaled_dot_product_attention
+    >>> count_flops(lambda: attention(q, kv, kv, enable_gqa=True))[0]  # 4 * B*Hq*L*S*D
+    16384
     """
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=SDPA_FLOPS) as counter:
         result = fn()
     return int(counter.get_total_flops()), result
 

@@ -12,7 +12,6 @@ import torch
 
 from benchmarks.common import (
     FEATURE_RATE,
-    LIBRISPEECH_HOURS,
     MAX_GRAD_NORM,
     TINY_PROJECTOR,
     PeakMemory,
@@ -29,20 +28,21 @@ from benchmarks.flops import count_flops, matmul_precision, mfu_text, peak_tflop
 from speechmapper_plugin.models.embeddings import EmbeddingTable
 from speechmapper_plugin.models.frozen_llm import FrozenLLM
 from speechmapper_plugin.models.losses import SpeechMapperLoss, Stage2Loss
+from speechmapper_plugin.models.objectives import Stage1Objective
 from speechmapper_plugin.models.speechmapper import SpeechMapper
-
-PAPER_STAGE1_STEPS = 2_000_000
-
+from speechmapper_plugin.training.speed import compile_objective
 
 # ----------------------------------------------------------------------------- stage 1
 
 
 class Stage1Step:
-    """One stage-1 training step, as ``Stage1Brain`` runs it on a batch.
+    """One stage-1 training step on a fixed batch, with ``Stage1Brain``'s objective.
 
-    Features are moved to the device, the projector runs (under bf16 autocast with
-    ``precision="bf16"``), targets are gathered by ``EmbeddingTable.targets`` at the output
-    length, the eq.-2 loss is back-propagated, gradients are clipped to norm 5 and AdamW steps.
+    The target ids are built on the host at the projector's output length and copied to the
+    device with the features; projector, target gathering and the eq.-2 loss run as one
+    :class:`speechmapper_plugin.models.objectives.Stage1Objective` (under bf16 autocast with
+    ``precision="bf16"``, compiled as ``Stage1Brain`` compiles it with ``compile``); the loss is
+    back-propagated, gradients are clipped to norm 5 and AdamW steps.
 
     Arguments
     ---------
@@ -56,6 +56,12 @@ class Stage1Step:
         "fp32" or "bf16".
     lr : float
         AdamW learning rate.
+    fused : bool
+        Fused AdamW.
+    compile : bool
+        ``training.speed.compile_objective`` of the objective.
+    compile_mode : str
+        Its torch.compile mode.
 
     Example
     -------
@@ -66,29 +72,39 @@ class Stage1Step:
     True
     """
 
-    def __init__(self, projector, table, device, precision, lr=1e-5, fused=False, compile=False):
+    def __init__(
+        self,
+        projector,
+        table,
+        device,
+        precision,
+        lr=1e-5,
+        fused=False,
+        compile=False,
+        compile_mode="reduce-overhead",
+    ):
         self.projector = projector.train()
-        self.model = torch.compile(projector) if compile else projector
+        self.objective = Stage1Objective(projector, table, SpeechMapperLoss())
+        self.model = compile_objective(self.objective, compile_mode) if compile else self.objective
         self.table = table
         self.device = device
         self.precision = precision
-        self.loss = SpeechMapperLoss()
         self.optimizer = make_adamw(projector.parameters(), lr, 0.01, fused)
         self.last_loss = None
 
     def forward_backward(self, feats, tokens, eager=False):
         """Forward and backward passes on CPU features [B, T, F] and per-utterance target
-        ids (the eager module with ``eager=True``); returns the detached loss."""
-        feats = feats.to(self.device)
-        lengths = torch.ones(feats.shape[0], device=self.device)
-        num_tokens = torch.tensor([len(t) for t in tokens], device=self.device)
-        model = self.projector if eager else self.model
+        ids (the eager objective with ``eager=True``); returns the detached loss."""
+        out_len = int(self.projector.output_lengths(torch.tensor([feats.shape[1]]))[0])
+        ids = self.table.target_ids(tokens, out_len)
+        num_tokens = torch.tensor([len(t) for t in tokens])
+        lengths = torch.ones(feats.shape[0])
+        inputs = [x.to(self.device, non_blocking=True) for x in (feats, lengths, ids, num_tokens)]
+        model = self.objective if eager else self.model
         with _autocast(self.device, self.precision):
-            pred, pred_lens = model(feats, lengths)
-            target = self.table.targets(tokens, pred.shape[1])
-            loss = self.loss(pred, target, num_tokens, pred_lens)["loss"]
+            loss = model(*inputs)[2]["loss"]
         loss.backward()
-        return loss.detach()
+        return loss.detach().clone()  # a CUDA-graph output is overwritten by the next replay
 
     def __call__(self, feats, tokens):
         """Run one step on CPU features [B, T, F] and per-utterance target ids; returns the loss."""
@@ -121,10 +137,15 @@ def optimization_text(args):
     """
     chosen = [
         name
-        for flag, name in (("compile", "torch.compile projector"), ("fused_adamw", "fused AdamW"))
+        for flag, name in (
+            ("compile", "torch.compile projector"),
+            ("fused_adamw", "fused AdamW"),
+            ("reuse_prompt_prefix", "prompt-prefix keys/values reused"),
+            ("causal_mask_only", "causal mask only (no padding mask)"),
+        )
         if getattr(args, flag, False)
     ]
-    return ", ".join(chosen) or "none (eager projector, default AdamW)"
+    return ", ".join(chosen) or "none (eager projector, default AdamW, padding mask)"
 
 
 def random_embedding_table(vocab, dim, device, generator_seed):
@@ -152,91 +173,6 @@ def random_embedding_table(vocab, dim, device, generator_seed):
     torch.manual_seed(generator_seed)
     weight = torch.empty(vocab, dim, dtype=torch.bfloat16, device=device).normal_(0.0, 0.02)
     return EmbeddingTable(weight, pad_id=vocab - 1)
-
-
-def run_stage1(args, device, rows, results):
-    """Stage-1 throughput at the paper's dynamic batch (fills ``rows`` and ``results``)."""
-    projector_kwargs = TINY_PROJECTOR if args.tiny else {}
-    llm_dim = args.llm_config_obj.hidden_size
-    full_vocab = args.llm_config_obj.vocab_size
-    vocab = args.vocab or full_vocab
-    gen = torch.Generator().manual_seed(args.seed)
-    frames = max(1, round(args.batch_seconds * FEATURE_RATE / args.utterances))
-    audio_seconds = args.utterances * frames / FEATURE_RATE
-    num_tokens = max(1, round(args.tokens_per_second * frames / FEATURE_RATE))
-
-    with PeakMemory(device) as mem:
-        torch.manual_seed(args.seed)
-        projector = SpeechMapper(**projector_kwargs)
-        if projector.llm_dim != llm_dim:
-            raise ValueError(
-                f"The projector outputs {projector.llm_dim}-dim vectors but the LLM config "
-                f"{args.llm_config} has hidden_size {llm_dim}."
-            )
-        n_params = sum(p.numel() for p in projector.parameters())
-        projector.to(device)
-        table = random_embedding_table(vocab, llm_dim, device, args.seed)
-        step = Stage1Step(
-            projector, table, device, args.precision, fused=args.fused_adamw, compile=args.compile
-        )
-        feats = torch.randn(args.utterances, frames, projector.input_dim, generator=gen)
-        tokens = random_token_ids(args.utterances, num_tokens, vocab, gen)
-        out_len = int(projector.output_lengths(torch.tensor([frames]))[0])
-        times = time_steps(lambda: step(feats, tokens), device, args.steps, args.warmup)
-    flops, _ = count_flops(lambda: step.forward_backward(feats, tokens, eager=True))
-    projector.zero_grad(set_to_none=True)
-    if not torch.isfinite(step.last_loss):
-        raise RuntimeError(
-            f"Stage-1 loss is not finite ({float(step.last_loss)}): the benchmark is invalid."
-        )
-    stats = summarize(times)
-    peak, peak_source = peak_tflops(
-        device, matmul_precision(device, args.precision), args.peak_tflops
-    )
-    throughput = audio_seconds / stats["mean"]
-    epoch_seconds = LIBRISPEECH_HOURS * 3600 / throughput
-    steps_per_epoch = LIBRISPEECH_HOURS * 3600 / audio_seconds
-    table_note = (
-        "full size" if vocab == full_vocab else f"REDUCED with --vocab (real: {full_vocab})"
-    )
-    rows += [
-        ("**Stage 1**", ""),
-        (
-            "Projector",
-            f"{'tiny' if args.tiny else 'SpeechMapper() defaults'}: {n_params:,} parameters, "
-            f"AdamW, grad clipping {MAX_GRAD_NORM}; optimizations: {optimization_text(args)}",
-        ),
-        (
-            "Batch",
-            f"{args.utterances} x {frames} vectors ({args.utterances} x {frames / FEATURE_RATE:.2f} s "
-            f"= {audio_seconds:.2f} s of audio at {FEATURE_RATE:g} Hz, "
-            f"{args.utterances * frames} input vectors) -> {out_len} output vectors/utt, "
-            f"{num_tokens} target tokens/utt",
-        ),
-        ("Embedding table", f"{vocab} x {llm_dim} bf16 ({table_note})"),
-        ("Step time", _timing_text(stats, args.warmup)),
-        ("Throughput", f"**{throughput:.2f} s of audio per second**"),
-        ("Model FLOPs utilization", mfu_text(flops, stats["mean"], peak, peak_source)),
-        ("Peak memory", mem.describe()),
-        (
-            f"LibriSpeech-{LIBRISPEECH_HOURS:g} epoch",
-            f"**{format_duration(epoch_seconds)}** ({steps_per_epoch:,.0f} steps of "
-            f"{audio_seconds:.2f} s)",
-        ),
-        (
-            "Paper schedule (2M steps)",
-            f"{format_duration(PAPER_STAGE1_STEPS * stats['mean'])} on this one device "
-            "(paper: 4 days on 4 x V100-32GB)",
-        ),
-    ]
-    results["stage1"] = {
-        "step_s": stats["mean"],
-        "throughput": throughput,
-        "epoch_s": epoch_seconds,
-        "flops": flops,
-        "mfu": None if peak is None else flops / stats["mean"] / (peak * 1e12),
-        "peak_bytes": mem.peak if device.type == "cuda" else mem.delta,
-    }
 
 
 # ----------------------------------------------------------------------------- stage 2
@@ -297,6 +233,10 @@ class ConfigBuiltLLM(FrozenLLM):
         self._bos_id = None
         self._prompt_cache = {}
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.reuse_prompt_prefix = self.causal_mask_only = False
+        self.static_cache = self.compile_decoding = False
+        self.decoding_compile_config = None
+        self._prefix_kv = {}
         self._before, self._after = list(before_ids), list(after_ids)
         self._answers = {key: list(value) for key, value in answers.items()}
 
@@ -369,6 +309,8 @@ def run_stage2(args, device, rows, results):
     llm = ConfigBuiltLLM(
         model, before[:n_before], after[:n_after], answers, pad_id, eot_id, args.llm_config
     )
+    llm.reuse_prompt_prefix = bool(getattr(args, "reuse_prompt_prefix", False))
+    llm.causal_mask_only = bool(getattr(args, "causal_mask_only", False))
     table = EmbeddingTable(model.get_input_embeddings().weight, pad_id)
 
     torch.manual_seed(args.seed)
@@ -385,7 +327,13 @@ def run_stage2(args, device, rows, results):
 
     # Stage-1 step on the same batch and the real-size table (the LLM's own embeddings).
     s1 = Stage1Step(
-        projector, table, device, args.precision, fused=args.fused_adamw, compile=args.compile
+        projector,
+        table,
+        device,
+        args.precision,
+        fused=args.fused_adamw,
+        compile=args.compile,
+        compile_mode=args.compile_mode,
     )
     s1_times = time_steps(lambda: s1(feats, answer_ids), device, args.steps, args.warmup)
     s1_stats = summarize(s1_times)
@@ -397,7 +345,7 @@ def run_stage2(args, device, rows, results):
     optimizer = make_adamw(projector.parameters(), 1e-4, 0.0, args.fused_adamw)
     lengths = torch.ones(batch)
     num_tokens = torch.full((batch,), args.answer_tokens)
-    compiled = s1.model  # the projector, compiled once with --compile
+    compiled = torch.compile(projector) if args.compile else projector
 
     def micro_batch(eager=False):
         x = feats.to(device)
@@ -456,7 +404,8 @@ def run_stage2(args, device, rows, results):
             "Frozen LLM",
             f"{'tiny ' if args.tiny else ''}{args.llm_config} config, random init, "
             f"bf16, {llm_params:,} parameters, {args.attn_implementation} attention; "
-            f"built on the device in {build_seconds:.1f} s ({build_mem.describe()})",
+            f"built on the device in {build_seconds:.1f} s ({build_mem.describe()}); "
+            f"optimizations: {optimization_text(args)}",
         ),
         (
             "Micro-batch",

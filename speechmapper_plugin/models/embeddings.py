@@ -405,6 +405,31 @@ class EmbeddingTable(torch.nn.Module):
         >>> out.argmax(-1).tolist(), kept.tolist(), table.num_truncated
         ([[0, 1], [2, 3]], [2, 1], 1)
         """
+        ids, kept = self.target_ids(token_ids, length, num_tokens, utt_ids, return_lengths=True)
+        out = self(ids)
+        if return_lengths:
+            return out, kept.to(out.device)
+        return out
+
+    def target_ids(self, token_ids, length, num_tokens=None, utt_ids=None, return_lengths=False):
+        """The ids that :meth:`targets` gathers: the tokens, then the pad id up to ``length``.
+
+        Built on the host (CPU tensors in, CPU tensors out), so that a training step can build
+        them from the loader's CPU batch, copy them to the device with the features and gather
+        the rows there, without waiting for the device. Same arguments as :meth:`targets`
+        (truncations are counted and logged here).
+
+        Returns
+        -------
+        torch.Tensor
+            [B, T] long tensor on the CPU (and the [B] numbers of tokens kept).
+
+        Example
+        -------
+        >>> table = EmbeddingTable(torch.eye(4), pad_id=3)
+        >>> table.target_ids([[0, 1], [2]], 3).tolist()
+        [[0, 1, 3], [2, 3, 3]]
+        """
         sequences = self._as_sequences(token_ids, num_tokens)
         length = int(length)
         ids = torch.full((len(sequences), length), self.pad_id, dtype=torch.long)
@@ -432,10 +457,7 @@ class EmbeddingTable(torch.nn.Module):
                     )
                 ids[index, : len(seq)] = row
             kept[index] = len(seq)
-        out = self(ids)
-        if return_lengths:
-            return out, kept.to(out.device)
-        return out
+        return (ids, kept) if return_lengths else ids
 
     @staticmethod
     def _as_sequences(token_ids, num_tokens):

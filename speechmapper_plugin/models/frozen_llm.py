@@ -118,6 +118,24 @@ class FrozenLLM(GreedyGeneration, torch.nn.Module):
         "sdpa", "eager" or "flash_attention_2".
     device : str or torch.device, optional
         Load the weights directly on this device.
+    reuse_prompt_prefix : bool
+        Training speed lever (``forward``): the keys and values of the prompt ids that every
+        row of a batch starts with (chat header, system prompt, instruction before the
+        speech) do not depend on the projector, so they are computed once per distinct prefix
+        and reused by every later batch instead of being recomputed (forward and backward).
+        Only while every LLM weight is frozen (not with trainable LoRA adapters).
+    static_cache : bool
+        Decoding engine (``generation``): Hugging Face's static KV cache instead of the dynamic
+        one (fixed shapes; same greedy outputs).
+    compile_decoding : bool
+        Decoding engine: static cache, and each decoding step compiled by ``torch.compile``
+        (CUDA graphs on GPU; set ``decoding_compile_config`` to another
+        ``transformers.CompileConfig`` to change how).
+    causal_mask_only : bool
+        Training speed lever (``forward`` without ``reuse_prompt_prefix``): right-padded
+        training batches are run without their attention mask. Causal attention alone gives
+        the same values at every non-padding position, and lets SDPA use its flash kernel
+        (and grouped-query attention without repeating the keys and values).
 
     Example
     -------
@@ -148,6 +166,10 @@ class FrozenLLM(GreedyGeneration, torch.nn.Module):
         revision=None,
         attn_implementation="sdpa",
         device=None,
+        reuse_prompt_prefix=False,
+        causal_mask_only=False,
+        static_cache=False,
+        compile_decoding=False,
     ):
         super().__init__()
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -188,6 +210,12 @@ class FrozenLLM(GreedyGeneration, torch.nn.Module):
         self._marker_ids = list(self.tokenizer(_MARKER, add_special_tokens=False)["input_ids"])
         self._prompt_cache = {}
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self.reuse_prompt_prefix = bool(reuse_prompt_prefix)
+        self.causal_mask_only = bool(causal_mask_only)
+        self.static_cache = bool(static_cache)
+        self.compile_decoding = bool(compile_decoding)
+        self.decoding_compile_config = None
+        self._prefix_kv = {}
         logger.info(
             "Frozen LLM %s: dim %d, %s, pad %r (id %d), end of turn %r, stops on %s",
             source,
@@ -214,6 +242,7 @@ class FrozenLLM(GreedyGeneration, torch.nn.Module):
         """Keeps the frozen LLM in eval mode whatever ``mode`` is; only the dropout of LoRA
         adapters (``lora.attach_lora``), if any, follows ``mode`` (returns self)."""
         super().train(False)
+        self._prefix_kv = {}  # recomputed in each stage (weights may have been loaded since)
         if mode and hasattr(self.model, "peft_config"):
             for name, module in self.model.named_modules():
                 if name.rsplit(".", 2)[-2:-1] == ["lora_dropout"]:
@@ -523,13 +552,27 @@ class FrozenLLM(GreedyGeneration, torch.nn.Module):
         if not return_logits and self._keeps_logits:
             start = int(valid.nonzero()[:, 1].min())
             kwargs["logits_to_keep"] = labels.shape[1] - start
-        output = self.model(
-            inputs_embeds=inputs["inputs_embeds"],
-            attention_mask=inputs["attention_mask"],
-            position_ids=inputs["position_ids"],
-            use_cache=False,
-            **kwargs,
-        )
+        prefix = self._shared_prefix(prompts, speech is not None, labels.shape[0])
+        skip = min(len(prefix), start) if self._keeps_logits and not return_logits else 0
+        if skip:  # reuse_prompt_prefix: the cached keys/values of the shared prompt prefix
+            output = self.model(
+                inputs_embeds=inputs["inputs_embeds"][:, skip:],
+                attention_mask=inputs["attention_mask"],
+                position_ids=inputs["position_ids"][:, skip:],
+                past_key_values=self._prefix_cache(prefix[:skip], labels.shape[0]),
+                use_cache=False,
+                **kwargs,
+            )
+        else:
+            # Right padding: causal attention alone is exact at every non-padding position.
+            mask = None if self.causal_mask_only else inputs["attention_mask"]
+            output = self.model(
+                inputs_embeds=inputs["inputs_embeds"],
+                attention_mask=mask,
+                position_ids=inputs["position_ids"],
+                use_cache=False,
+                **kwargs,
+            )
         logits = output.logits
         if logits.shape[1] != labels.shape[1] - start:
             raise RuntimeError(
@@ -544,3 +587,44 @@ class FrozenLLM(GreedyGeneration, torch.nn.Module):
             result["logits"] = logits
             result["labels"] = labels
         return result
+
+    def _shared_prefix(self, prompts, speech, batch):
+        """The prompt ids every row starts with, when ``reuse_prompt_prefix`` applies (none
+        otherwise: lever off, or trainable LLM weights such as LoRA adapters)."""
+        if not self.reuse_prompt_prefix:
+            return ()
+        if any(p.requires_grad for p in self.model.parameters()):
+            return ()
+        prompts = [prompts] * batch if isinstance(prompts, str) else list(prompts)
+        rows = [self.prompt_ids(p, speech=speech)[0] for p in prompts]
+        shared = []
+        for tokens in zip(*rows):
+            if any(t != tokens[0] for t in tokens):
+                break
+            shared.append(tokens[0])
+        return tuple(shared)
+
+    @torch.no_grad()
+    def _prefix_cache(self, prefix, batch):
+        """A cache holding, for each of the ``batch`` rows, the keys and values of the prompt
+        ids ``prefix``: computed once per distinct prefix and kept (at most 16)."""
+        from transformers import DynamicCache
+
+        device = self.model.get_input_embeddings().weight.device
+        key = (prefix, device, self.model.dtype)
+        layers = self._prefix_kv.get(key)
+        if layers is None:
+            embeds = self.embed(torch.tensor([prefix], dtype=torch.long, device=device))
+            out = self.model(inputs_embeds=embeds, use_cache=True, **self._one_logit())
+            layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            if len(self._prefix_kv) >= 16:
+                self._prefix_kv.pop(next(iter(self._prefix_kv)))
+            self._prefix_kv[key] = layers
+        return DynamicCache(
+            ddp_cache_data=[
+                (k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in layers
+            ]
+        )
+
+    def _one_logit(self):
+        return {"logits_to_keep": 1} if self._keeps_logits else {}

@@ -4,6 +4,16 @@ new tokens), batched with left padding, an attention mask and the KV cache.
 ``GreedyGeneration`` is the decoding half of ``frozen_llm.FrozenLLM``: it relies on the
 LLM's ``build_inputs`` (prompt splicing), ``model``, ``tokenizer``, ``eos_ids`` and ``pad_id``.
 
+Decoding engine (``FrozenLLM(static_cache=..., compile_decoding=...)``): Hugging Face
+``generate`` with its dynamic KV cache (default), or with its static cache, whose fixed
+shapes let ``torch.compile`` capture each decoding step as a CUDA graph
+(``compile_decoding``: the prefill stays eager, every later step replays the graph). Sub-batches
+(``batch_size``) take the rows sorted by prompt length, longest first: rows of similar lengths
+share a batch (little padding), and the first batch sizes the static cache that the shorter
+ones reuse; with the static cache the last sub-batch is filled up with copies of its last row
+(their outputs are dropped), so every call has the same batch size and no graph is rebuilt.
+Greedy outputs do not depend on any of this: each row attends only to its own positions.
+
 Authors
 -------
 speechmapper developers, 2026
@@ -13,6 +23,7 @@ import inspect
 
 import torch
 
+from speechmapper_plugin.models.embeddings import speech_lengths
 from speechmapper_plugin.utils.progress import progress_bar
 
 
@@ -178,20 +189,27 @@ class GreedyGeneration:
             eos_token_id=list(self.eos_ids),
             pad_token_id=self.pad_id,
             bos_token_id=self.tokenizer.bos_token_id,
+            **self._engine_settings(),
         )
         kwargs = {"generation_config": config}
         if "use_model_defaults" in inspect.signature(self.model.generate).parameters:
             kwargs["use_model_defaults"] = False
         if guard is not None:
             kwargs["stopping_criteria"] = StoppingCriteriaList([guard])
-        results = []
+        static = bool(config.cache_implementation)
+        order = list(range(batch))
+        if step < batch:
+            order = self._longest_first(speech, speech_lens, prompts, assistant_prefix)
+        results = [None] * batch
         starts = range(0, batch, step)  # sub-batches: a progress bar on a terminal
         for first in progress_bar(starts, desc="generate", unit="batch", enable=len(starts) > 1):
-            part = slice(first, first + step)
+            rows = order[first : first + step]
+            filled = rows + rows[-1:] * (step - len(rows) if static and batch_size else 0)
+            take = slice(None) if filled == list(range(batch)) else filled
             inputs = self.build_inputs(
-                None if speech is None else speech[part],
-                None if speech is None else speech_lens[part],
-                prompts[part],
+                None if speech is None else speech[take],
+                None if speech is None else speech_lens[take],
+                [prompts[i] for i in filled],
                 assistant_prefix=assistant_prefix,
                 padding_side="left",
             )
@@ -200,12 +218,41 @@ class GreedyGeneration:
                 attention_mask=inputs["attention_mask"],
                 **kwargs,
             )
-            for row in output.tolist():
+            for index, row in zip(rows, output.tolist()):
                 cut = next((i for i, tok in enumerate(row) if tok in self.eos_ids), len(row))
                 row = row[:cut]
                 if guard is not None:  # a guarded row was padded after its stop
                     while row and row[-1] == self.pad_id:
                         row.pop()
                     row = guard.trim(row)
-                results.append(row)
+                results[index] = row
         return results
+
+    def _engine_settings(self):
+        """``GenerationConfig`` fields of the decoding engine (see the module docstring)."""
+        compile_decoding = getattr(self, "compile_decoding", False)
+        if not (compile_decoding or getattr(self, "static_cache", False)):
+            return {}
+        if not compile_decoding:  # HF compiles static-cache decoding on CUDA unless told not to
+            return {"cache_implementation": "static", "disable_compile": True}
+        from transformers.generation.configuration_utils import CompileConfig
+
+        return {
+            "cache_implementation": "static",
+            "compile_config": getattr(self, "decoding_compile_config", None) or CompileConfig(),
+        }
+
+    def _longest_first(self, speech, speech_lens, prompts, assistant_prefix):
+        """Row indices by decreasing spliced prompt length (ties keep their order)."""
+        extra = len(self._ids(assistant_prefix))
+        if speech is None:
+            counts = [0] * len(prompts)
+        else:
+            counts = speech_lengths(speech_lens.detach().cpu(), speech.shape[1]).tolist()
+        lengths = [
+            sum(len(part) for part in self.prompt_ids(prompt, speech=speech is not None))
+            + count
+            + extra
+            for prompt, count in zip(prompts, counts)
+        ]
+        return sorted(range(len(prompts)), key=lambda i: -lengths[i])

@@ -42,11 +42,11 @@ def _zero_padding(x, valid):
 
 
 def _masked_mean(sq_err, mask):
-    """Mean of ``sq_err`` [B, T, D] over the positions in ``mask`` [B, T] and all dims."""
+    """Mean of ``sq_err`` [B, T, D] over the positions in ``mask`` [B, T] and all dims (0 for
+    an empty mask). Computed on the device without reading the count back to the host, so
+    that a training step never waits for the GPU here (and ``torch.compile`` sees one graph)."""
     count = mask.sum() * sq_err.shape[-1]
-    if count == 0:
-        return sq_err.new_zeros(())
-    return torch.where(mask.unsqueeze(-1), sq_err, 0.0).sum() / count
+    return torch.where(mask.unsqueeze(-1), sq_err, 0.0).sum() / count.clamp(min=1)
 
 
 def pad_aware_mse(pred, target, num_tokens, lengths, alpha=5.0, scale=1000.0):
@@ -70,8 +70,9 @@ def pad_aware_mse(pred, target, num_tokens, lengths, alpha=5.0, scale=1000.0):
     Returns
     -------
     dict
-        ``l_mse``, ``mse_word``, ``mse_pad`` (scalars) and ``truncated`` (number of utterances
-        whose target has more tokens than valid output positions).
+        ``l_mse``, ``mse_word``, ``mse_pad`` (scalars) and ``truncated`` (0-dim long tensor:
+        the number of utterances whose target has more tokens than valid output positions;
+        left on the device, like every value here).
 
     Example
     -------
@@ -93,7 +94,7 @@ def pad_aware_mse(pred, target, num_tokens, lengths, alpha=5.0, scale=1000.0):
     sq_err = (pred * scale - target * scale) ** 2
     mse_word = _masked_mean(sq_err, word)
     mse_pad = _masked_mean(sq_err, pad)
-    truncated = int((num_tokens.to(valid_len.device) > valid_len).sum())
+    truncated = (num_tokens.to(valid_len.device) > valid_len).sum()
     return {
         "l_mse": alpha * mse_word + (10.0 - alpha) * mse_pad,
         "mse_word": mse_word,
@@ -105,26 +106,31 @@ def pad_aware_mse(pred, target, num_tokens, lengths, alpha=5.0, scale=1000.0):
 class _TruncationCounter(nn.Module):
     """Counts targets with more tokens than valid projector outputs (their extra tokens fall
     outside the loss). ``embeddings.EmbeddingTable.targets`` logs each truncation at build time;
-    the Brains report this count with every validation."""
+    the Brains report this count with every validation.
+
+    The per-batch counts are added up on the device: reading ``truncated`` is the only point
+    where the host waits for them (the Brains read it once per validation)."""
 
     def __init__(self):
         super().__init__()
-        self.truncated = 0
+        self._truncated = 0
         self.seen = 0
 
+    @property
+    def truncated(self):
+        """Targets truncated since the last reset (an int; reading it synchronizes once)."""
+        if torch.is_tensor(self._truncated):
+            self._truncated = int(self._truncated)
+        return self._truncated
+
+    @truncated.setter
+    def truncated(self, value):
+        self._truncated = value
+
     def _count(self, truncated, batch_size):
+        """Adds a batch's count (int or device tensor, see :func:`pad_aware_mse`)."""
         self.seen += batch_size
-        if truncated:
-            self.truncated += truncated
-            logger.debug(
-                "%d target(s) in this batch are longer than the projector output and were "
-                "truncated (%d of %d utterances so far). Frequent truncation means the "
-                "projector compresses too much for this tokenizer: lower the strides or the "
-                "frame averaging.",
-                truncated,
-                self.truncated,
-                self.seen,
-            )
+        self._truncated = self._truncated + truncated
 
 
 class SpeechMapperLoss(_TruncationCounter):
@@ -157,16 +163,20 @@ class SpeechMapperLoss(_TruncationCounter):
     def forward(self, pred, target, num_tokens, lengths):
         """Compute eq. 2; returns a dict with ``loss``, ``l_mse``, ``mse_word``, ``mse_pad``,
         ``cosine`` (all scalars)."""
-        out = pad_aware_mse(pred, target, num_tokens, lengths, self.alpha, self.scale)
+        out = self.compute(pred, target, num_tokens, lengths)
         self._count(out.pop("truncated"), pred.shape[0])
+        return out
+
+    def compute(self, pred, target, num_tokens, lengths):
+        """Eq. 2 as a pure function of its inputs (nothing counted, no host synchronization,
+        traceable by ``torch.compile`` in one graph): :meth:`forward`'s dict plus
+        ``truncated`` (0-dim tensor), which the caller passes to ``_count``."""
+        out = pad_aware_mse(pred, target, num_tokens, lengths, self.alpha, self.scale)
         _, _, valid, _ = _position_masks(num_tokens, lengths, pred.shape[1], pred.device)
         cos = nn.functional.cosine_similarity(
             _zero_padding(pred, valid), _zero_padding(target, valid), dim=-1
         )
-        n_valid = valid.sum()
-        out["cosine"] = (
-            torch.where(valid, cos, 0.0).sum() / n_valid if n_valid else cos.new_zeros(())
-        )
+        out["cosine"] = torch.where(valid, cos, 0.0).sum() / valid.sum().clamp(min=1)
         out["loss"] = out["l_mse"] - self.gamma * out["cosine"]
         return out
 

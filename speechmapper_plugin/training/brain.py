@@ -93,11 +93,19 @@ class _SpeechMapperBrain(GlobalSteps, ShardedEvaluation, sb.Brain):
             loss.truncated = loss.seen = 0
 
     def _accumulate(self, parts, batch_size):
-        for key, value in parts.items():
-            if torch.is_tensor(value) and value.dim() == 0:
-                v = float(value.detach())
-                self.sums[key] = self.sums.get(key, 0.0) + v * batch_size
-                self.interval_sums[key] = self.interval_sums.get(key, 0.0) + v * batch_size
+        """Adds the scalar loss terms of a batch, weighted by its size, to the running sums.
+
+        The sums stay on the device (float64, one vector per set of keys) and are read back
+        by ``_means`` only, at log and stage ends: a training step never waits for the GPU
+        here. The values are those of summing ``float(term) * batch_size`` on the host.
+        """
+        keys = tuple(k for k, v in parts.items() if torch.is_tensor(v) and v.dim() == 0)
+        if keys:
+            device = parts[keys[0]].device
+            values = torch.stack([parts[k].detach().to(device) for k in keys])
+            values = values.to(torch.float64) * batch_size
+            for sums in (self.sums, self.interval_sums):
+                sums[keys] = values if keys not in sums else sums[keys] + values
         self.count += batch_size
         self.interval_count += batch_size
 
@@ -109,7 +117,7 @@ class _SpeechMapperBrain(GlobalSteps, ShardedEvaluation, sb.Brain):
         parts = all_gather(
             {
                 "loss": float(stage_loss),
-                "sums": {k: float(v) for k, v in self.sums.items()},
+                "sums": self._totals(self.sums),
                 "count": float(self.count),
                 "truncated": getattr(getattr(self.hparams, "loss", None), "truncated", 0),
                 "seen": getattr(getattr(self.hparams, "loss", None), "seen", 0),
@@ -121,10 +129,13 @@ class _SpeechMapperBrain(GlobalSteps, ShardedEvaluation, sb.Brain):
             stage_loss = sum(p["loss"] for p in parts) / len(parts)
         else:
             self.outputs = self.gather_outputs(self.outputs)
-        self.sums = {}
+        totals = {}
         for part in parts:
             for key, value in part["sums"].items():
-                self.sums[key] = self.sums.get(key, 0.0) + value
+                totals[key] = totals.get(key, 0.0) + value
+        self.sums = {
+            (key,): torch.tensor([value], dtype=torch.float64) for key, value in totals.items()
+        }
         self.count = sum(p["count"] for p in parts)
         loss = getattr(self.hparams, "loss", None)
         if loss is not None and hasattr(loss, "truncated"):
@@ -132,8 +143,18 @@ class _SpeechMapperBrain(GlobalSteps, ShardedEvaluation, sb.Brain):
             loss.seen = sum(p["seen"] for p in parts)
         return stage_loss
 
+    @staticmethod
+    def _totals(sums):
+        """``{term: float}`` of the sums of ``_accumulate`` (reads them back from the device)."""
+        totals = {}
+        for keys, values in sums.items():
+            for key, value in zip(keys, values.tolist()):
+                totals[key] = totals.get(key, 0.0) + value
+        return totals
+
     def _means(self, sums, count):
-        return {k: v / max(count, 1) for k, v in sums.items()}
+        """Means of the sums of ``_accumulate`` (reads them back from the device)."""
+        return {k: v / max(count, 1) for k, v in self._totals(sums).items()}
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         """Advance the LR schedule and log the training curve every ``log_interval`` steps."""

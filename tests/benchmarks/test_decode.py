@@ -45,15 +45,19 @@ def test_left_padded_batch_equals_one_by_one(tiny_llm):
     assert batched == single
     assert [len(ids) for ids in batched] == [12] * 4
     assert len({tuple(ids) for ids in single}) == 4  # the speech drives the outputs
-    # Sorted sub-batches of 3 (and a last one of 1) map back to the original order.
-    order = [0, 2, 3, 1]
-    assert decode.decode_batched(tiny_llm, vectors, order, 3, 12) == single
+    # Sub-batches of 3 (and a last one of 1), sorted by length, map back to the original order,
+    # with every engine (the static cache fills the last batch up with a copy of its row).
+    for engine in ("dynamic", "static"):
+        decode.set_engine(tiny_llm, engine)
+        assert decode.decode_batched(tiny_llm, vectors, 3, 12) == single
+    decode.set_engine(tiny_llm, "dynamic")
 
 
 def test_tiny_run_fp32_identical_and_consistent(capsys):
-    results = benchmark.main(TINY + ["--llm-dtype", "fp32"])["decode"]
+    results = benchmark.main(TINY + ["--llm-dtype", "fp32", "--decode-engine", "static"])
+    results = results["decode"]
     rows = table_rows(capsys.readouterr().out)
-    assert results["total"] == 4
+    assert results["total"] == 4 and results["engine"] == "static"
     assert results["identical"] == 4 and results["first_divergence"] == []
     assert results["llm_dtype"] == "fp32"
     assert results["speedup"] == pytest.approx(
@@ -61,19 +65,23 @@ def test_tiny_run_fp32_identical_and_consistent(capsys):
     )
     assert results["batched_utt_per_s"] == pytest.approx(4 / results["batched_s"])
     assert results["single_utt_per_s"] == pytest.approx(4 / results["single_s"])
+    assert results["tokens_per_s"] == pytest.approx(
+        results["generated_tokens"] / results["batched_s"]
+    )
     assert results["max_new_tokens"] == 8 and 0 < results["generated_tokens"] <= 4 * 8
     assert "**Decoding**" in rows
-    assert rows["Identical outputs"].startswith("**4 / 4**")
+    assert rows["Identical outputs (engine vs one-by-one, first 4)"].startswith("**4 / 4**")
     assert "fp32" in rows["LLM"]
-    assert f"**{results['speedup']:.2f} x**" == rows["Speedup (batched / one-by-one utt/s)"]
-    assert f"**{results['batched_utt_per_s']:.2f} utterances/s**" in rows["Batched"]
+    assert f"**{results['speedup']:.2f} x**" == rows["Speedup (batched engine / one-by-one utt/s)"]
+    assert "HF static KV cache (eager)" in rows["Batched, static engine"]
+    assert "4 / 4 outputs identical to the engine's" in rows["Batched, dynamic cache (reference)"]
     assert (
         f"**{results['single_utt_per_s']:.2f} utterances/s**"
         in rows["One-by-one (paper's protocol)"]
     )
     for name in ("Utterances", "Generated tokens", "Peak memory"):
         assert name in rows
-    assert "excluded from both timings" in " ".join(rows).lower()
+    assert "excluded from the timings" in " ".join(rows).lower()
 
 
 def test_mismatch_is_counted_and_located(capsys, monkeypatch):
@@ -91,6 +99,6 @@ def test_mismatch_is_counted_and_located(capsys, monkeypatch):
     rows = table_rows(capsys.readouterr().out)
     assert results["llm_dtype"] == "bf16"
     assert results["identical"] <= 3 and 2 in results["first_divergence"]
-    identity = rows["Identical outputs"]
+    identity = rows["Identical outputs (engine vs one-by-one, first 4)"]
     assert identity.startswith(f"**{results['identical']} / 4**")
     assert f"min {min(results['first_divergence'])}" in identity

@@ -60,15 +60,22 @@ def test_stage1_resume_runs_no_extra_epoch(stage1_run):
     assert [r for r in after[before:] if r["split"] in ("train", "valid")] == []
 
 
-def test_stage1_debug_flags(tiny):
-    out = tiny["root"] / "stage1_debug"
+@pytest.mark.parametrize("levers", [False, True], ids=["defaults", "speed-levers"])
+def test_stage1_debug_flags(tiny, levers):
+    """Also the GPU speed levers of hparams/stage1.yaml (their equivalence with the default
+    loop is tested in tests/unit/training/test_speed.py), set from the command line."""
+    out = tiny["root"] / f"stage1_debug_{levers}"
+    extra = ["--pad_multiple=16", "--deferred_sync=True", "--fused_adamw=True"] if levers else []
     run_recipe(
         "train_stage1.py",
         "stage1.yaml",
         stage_args(tiny, "stage1", output_folder=str(out))
-        + ["--debug", "--debug_batches=2", "--debug_epochs=1"],
+        + ["--debug", "--debug_batches=2", "--debug_epochs=1"]
+        + extra,
     )
     assert (out / "results" / "test-clean.json").is_file()
+    log = (out / "train_log.txt").read_text()
+    assert "train loss" in log
 
 
 @pytest.mark.parametrize("sigma", [0.9, 0.0])

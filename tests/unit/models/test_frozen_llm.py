@@ -424,3 +424,46 @@ def test_check_positions_refuses_what_does_not_fit(llm):
     # text-only prompts (cascades, topline) are checked too
     with pytest.raises(InputTooLong, match="input 0: 0 speech vectors"):
         llm.check_positions(["word " * limit], None, max_new_tokens=1)
+
+
+@pytest.mark.parametrize("lever", ["reuse_prompt_prefix", "causal_mask_only"])
+def test_training_speed_levers_keep_loss_and_gradients(llm, lever):
+    """Reusing the shared prompt prefix's keys/values, or no attention mask for right-padded
+    batches: the same CE and speech gradients as the plain forward (fp32)."""
+    prompts = ["<speech>\nrepeat", "<speech>\nrepeat the text", "<speech> now"]
+    answers = ["the cat sat", "the dog", "ran far away on the mat"]
+    speech = torch.randn(3, 7, llm.embed_dim, generator=torch.Generator().manual_seed(3))
+    lens = torch.tensor([1.0, 0.6, 0.3])
+
+    def run():
+        x = speech.clone().requires_grad_(True)
+        out = llm(x, lens, prompts, answers)
+        out["loss"].backward()
+        return out["loss"].detach(), x.grad
+
+    ref_loss, ref_grad = run()
+    setattr(llm, lever, True)
+    try:
+        for _ in range(2):  # the second call reuses the cached prefix
+            loss, grad = run()
+            torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-7)
+        if lever == "reuse_prompt_prefix":
+            prefix = llm._shared_prefix(prompts, True, 3)
+            assert len(prefix) >= 2 and list(llm._prefix_kv) == [(prefix, speech.device, llm.dtype)]
+            llm.train()  # a new stage forgets the cached prefixes
+            assert llm._prefix_kv == {}
+    finally:
+        setattr(llm, lever, False)
+
+
+def test_prefix_is_not_reused_with_trainable_llm_weights(llm):
+    llm.reuse_prompt_prefix = True
+    try:
+        assert llm._shared_prefix(["<speech>"], True, 1)
+        weight = llm.model.get_input_embeddings().weight
+        weight.requires_grad_(True)  # e.g. trainable LoRA adapters
+        assert llm._shared_prefix(["<speech>"], True, 1) == ()
+    finally:
+        weight.requires_grad_(False)
+        llm.reuse_prompt_prefix = False
