@@ -49,7 +49,7 @@ from benchmarks.common import (
     utterance_durations,
 )
 from benchmarks.flops import count_flops, matmul_precision, mfu_text, peak_tflops
-from speechmapper_plugin.data.datasets import load_asr_dataset
+from speechmapper_plugin.data.datasets import feature_lengths, load_asr_dataset
 from speechmapper_plugin.data.padding import BucketPaddedBatch
 from speechmapper_plugin.data.samplers import train_loader_kwargs
 from speechmapper_plugin.training.stage1 import Stage1Brain
@@ -127,7 +127,9 @@ def recipe_overrides(args, paths, llm_dim):
         "llm_source": paths["llm"],
         "llm_dim": llm_dim,
         "number_of_epochs": 2,
-        "max_batch_length": args.batch_seconds,
+        # one micro-batch of the benchmark's size per optimizer step (issue 14's global keys)
+        "batch_vectors": int(round(args.batch_seconds * FEATURE_RATE)),
+        "batches_per_step": 1,
         "num_workers": args.num_workers,
         "precision": args.precision,
         "pad_multiple": args.pad_multiple,
@@ -268,7 +270,9 @@ def run_stage1(args, device, rows, results):
         str(REPO_ROOT / "hparams" / "stage1.yaml"), recipe_overrides(args, paths, llm_dim)
     )
     train_data = load_asr_dataset(csv_path, cache, tokenizer)
-    train_data, loader_opts = train_loader_kwargs(train_data, hparams)
+    train_data, loader_opts = train_loader_kwargs(
+        train_data, hparams, feature_lengths(train_data, cache)
+    )
     brain = TimedStage1Brain(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
