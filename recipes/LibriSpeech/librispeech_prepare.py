@@ -7,7 +7,10 @@ Expected layout (as unpacked from openslr.org/12, or the project's synthetic min
 
 (``data_folder`` may also be the ``LibriSpeech`` folder itself.) One ``<split>.csv`` per split
 with columns ``ID, duration, wav, spk_id, wrd``; ``wrd`` is the MMS-normalized transcript
-(paper Sec. 3). Utterances whose audio is missing or unreadable, whose transcript is empty or
+(paper Sec. 3). With ``translation=minish`` (the mini-corpus only), the manifests also carry
+``tgt`` and ``tgt_lang``: the transcript's word-for-word translation into Minish, the invented
+language of the mini-corpus' synthetic ST task (``speechmapper_plugin.tiny.minish``, code
+``qaa``). Utterances whose audio is missing or unreadable, whose transcript is empty or
 not UTF-8 (``bad_encoding``, with its file and line), or that are longer than ``max_duration``
 seconds are skipped; every skip is counted, logged and
 listed in ``<save_folder>/<split>.skipped.tsv``.
@@ -68,9 +71,27 @@ def find_librispeech_root(data_folder, splits):
     )
 
 
-def prepare_split(root, split, skip):
+TRANSLATIONS = ("minish",)
+
+
+def _translator(translation):
+    """``text -> (tgt, tgt_lang)`` for a synthetic translation, or None."""
+    if translation is None:
+        return None
+    if translation != "minish":
+        raise ValueError(
+            f"translation={translation!r}: the LibriSpeech recipe knows {list(TRANSLATIONS)} "
+            "(or null for ASR manifests)."
+        )
+    from speechmapper_plugin.tiny.minish import MINISH_CODE, translate
+
+    return lambda text: (translate(text), MINISH_CODE)
+
+
+def prepare_split(root, split, skip, translator=None):
     """Candidate rows of one split (``skip(id, reason, detail)`` for empty transcripts); the
-    audio checks, ``max_duration`` and the manifest writing are ``run_preparation``'s."""
+    audio checks, ``max_duration`` and the manifest writing are ``run_preparation``'s.
+    ``translator`` (``text -> (tgt, tgt_lang)``) adds a translation to each row."""
     trans_files = sorted(glob.glob(os.path.join(root, split, "*", "*", "*.trans.txt")))
     if not trans_files:
         raise FileNotFoundError(
@@ -89,15 +110,20 @@ def prepare_split(root, split, skip):
             if not words:
                 skip(utt_id, "empty_transcript", f"{trans}:{line_no}")
                 continue
-            yield {
+            row = {
                 "ID": utt_id,
                 "wav": os.path.join(folder, f"{utt_id}.flac"),
                 "spk_id": utt_id.split("-")[0],
                 "wrd": words,
             }
+            if translator is not None:
+                row["tgt"], row["tgt_lang"] = translator(words)
+            yield row
 
 
-def prepare_librispeech(data_folder, save_folder, splits, max_duration=None, skip_prep=False):
+def prepare_librispeech(
+    data_folder, save_folder, splits, max_duration=None, skip_prep=False, translation=None
+):
     """Write ``<save_folder>/<split>.csv`` for every split (skipped if already done with the
     same options).
 
@@ -113,6 +139,10 @@ def prepare_librispeech(data_folder, save_folder, splits, max_duration=None, ski
         Utterances longer than this (seconds) are skipped and counted.
     skip_prep : bool
         Do nothing (manifests prepared elsewhere).
+    translation : str, optional
+        ``"minish"``: add the Minish translation of each transcript (``tgt``, ``tgt_lang`` =
+        ``qaa``), for the mini-corpus' synthetic ST task; a word outside the mini-corpus
+        grammar is an error naming it.
 
     Returns
     -------
@@ -121,11 +151,12 @@ def prepare_librispeech(data_folder, save_folder, splits, max_duration=None, ski
     """
     splits = list(splits)
     root = []  # found on the first split read: all splits are checked before any is written
+    translator = _translator(translation)
 
     def read_split(split, skip):
         if not root:
             root.append(find_librispeech_root(os.path.abspath(data_folder), splits))
-        return prepare_split(root[0], split, skip)
+        return prepare_split(root[0], split, skip, translator)
 
     return run_preparation(
         "LibriSpeech",
@@ -136,8 +167,14 @@ def prepare_librispeech(data_folder, save_folder, splits, max_duration=None, ski
         required=["wrd"],
         max_duration=max_duration,
         skip_prep=skip_prep,
+        options={"translation": translation} if translation else None,
     )
 
 
 if __name__ == "__main__":
-    prepare_cli(prepare_librispeech, __doc__.split("\n\n")[0], splits=KNOWN_SPLITS)
+    prepare_cli(
+        prepare_librispeech,
+        __doc__.split("\n\n")[0],
+        splits=KNOWN_SPLITS,
+        options=[("translation", None, "minish: add the mini-corpus' Minish translation")],
+    )

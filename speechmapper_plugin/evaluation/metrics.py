@@ -179,6 +179,20 @@ def _language_code(lang, caller):
     return lang.strip().lower().replace("_", "-").split("-")[0]
 
 
+def is_private_use_language(lang):
+    """Whether ``lang`` is an ISO 639-2 code reserved for local use (``qaa`` to ``qtz``), e.g.
+    an invented language such as the mini-corpus' Minish (``tiny.minish``, ``qaa``): BLEU
+    scores it with the default tokenizer, and it has no language-identification model.
+
+    Example
+    -------
+    >>> is_private_use_language("qaa"), is_private_use_language("qtz-x"), is_private_use_language("de")
+    (True, True, False)
+    """
+    code = _language_code(lang, "is_private_use_language")
+    return len(code) == 3 and "qaa" <= code <= "qtz"
+
+
 def bleu(hypotheses, references, target_lang):
     """Corpus BLEU with sacrebleu (one reference per utterance).
 

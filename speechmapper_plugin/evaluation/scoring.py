@@ -12,7 +12,12 @@ import math
 
 from speechmapper_plugin.data.manifests import ANSWER_SEPARATOR
 from speechmapper_plugin.evaluation.decoding import decoding_stats
-from speechmapper_plugin.evaluation.metrics import bleu, error_rates, language_id
+from speechmapper_plugin.evaluation.metrics import (
+    bleu,
+    error_rates,
+    is_private_use_language,
+    language_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -140,9 +145,14 @@ def score_outputs(
             + ", ".join(str(j) for j in judges)
         )
     if task != "asr":  # output-language ID (Table 9): ST target / SQA question language
-        lid = language_id(hyps, _single_language(outputs, task), seed=lid_seed)
-        metrics.update(lid_target_pct=lid["target_pct"], lid_en_pct=lid["en_pct"])
-        signatures["lid"] = lid["signature"]
+        target = _single_language(outputs, task)
+        if is_private_use_language(target):  # e.g. the invented Minish (qaa): no LID model
+            logger.info("Output-language ID left out: %r is a private-use code.", target)
+            signatures["lid"] = f"not computed: {target} is a private-use language code"
+        else:
+            lid = language_id(hyps, target, seed=lid_seed)
+            metrics.update(lid_target_pct=lid["target_pct"], lid_en_pct=lid["en_pct"])
+            signatures["lid"] = lid["signature"]
     stats = decoding_stats(hyps, refs, [bool(o.get("stuck")) for o in outputs], guarded=guarded)
     metrics.update(stats)
     for name in [k for k, v in metrics.items() if not math.isfinite(v)]:

@@ -119,8 +119,36 @@ def _speakers():
     return {"train-clean-100": train, "dev-clean": dev, "test-clean": test}
 
 
-def _plan(num_train, num_valid, num_test, seed, vocabulary="full"):
-    """Returns the list of utterances: dicts with split, ids, path parts, text, voice."""
+def plan_corpus(num_train, num_valid, num_test, seed, vocabulary="full"):
+    """The utterances of a mini-corpus, without synthesizing anything.
+
+    ``build_minicorpus`` with the same arguments writes exactly these utterances; the plan
+    lets other builders know a corpus' sentences (e.g. the trained tiny chat LM keeps the
+    held-out ``dev-clean`` / ``test-clean`` sentences out of its training text).
+
+    Arguments
+    ---------
+    num_train, num_valid, num_test : int
+        Utterances of ``train-clean-100``, ``dev-clean`` and ``test-clean``.
+    seed : int
+        Seed of the sentences.
+    vocabulary : str
+        ``"full"`` or ``"small"`` (``grammar.VOCABULARIES``).
+
+    Returns
+    -------
+    plan : list of dict
+        One per utterance: ``split``, ``speaker``, ``chapter``, ``id``, ``text``, ``voice``,
+        ``rate``, ``pitch``.
+    train_words : list of str
+        The words of the training sentences (every held-out sentence uses only these).
+
+    Example
+    -------
+    >>> plan, words = plan_corpus(30, 2, 3, seed=0, vocabulary="small")
+    >>> [sum(u["split"] == s for u in plan) for s in SPLITS]
+    [30, 2, 3]
+    """
     allowed = None if vocabulary == "full" else grammar_words(vocabulary)
     train = generate_sentences(num_train, seed=seed, vocabulary=allowed)
     train_words = sorted({w for s in train for w in s.split()})
@@ -429,7 +457,7 @@ def build_minicorpus(
         logger.info("Removing the leftover temporary file %s", stale)
         stale.unlink()
 
-    plan, train_words = _plan(num_train, num_valid, num_test, seed, vocabulary)
+    plan, train_words = plan_corpus(num_train, num_valid, num_test, seed, vocabulary)
     todo, frames, damaged = [], {}, 0
     for utt in plan:
         folder = _utt_dir(root, utt)

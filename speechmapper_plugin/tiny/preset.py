@@ -27,6 +27,7 @@ _DATASETS = [
 
 
 _TASK_STAGE2 = [
+    "stage2_st_minish.yaml",
     "CoVoST2/stage2_st.yaml",
     "EuroParlST/stage2_st.yaml",
     "LibriSQA/stage2_sqa.yaml",

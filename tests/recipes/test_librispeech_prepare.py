@@ -212,3 +212,30 @@ def test_non_utf8_transcript_line_is_a_counted_skip(corpus, tmp_path):
     _, rows = pc.read_csv(save / "dev-clean.csv")
     assert "1272-128104-0001" not in [r[0] for r in rows]
     assert "1272-128104-0002" in [r[0] for r in rows]  # the lines after it are read
+
+
+def test_minish_translation_adds_the_st_columns(tmp_path):
+    """translation=minish: the mini-corpus as a synthetic ST set (tgt in Minish, tgt_lang qaa);
+    a word outside the mini-corpus grammar is an error naming it; ASR manifests are untouched."""
+    from speechmapper_plugin.tiny.minish import translate
+
+    _write_split(tmp_path / "LibriSpeech", "test-clean", {("61", "7"): [("0000", "THE DOG", 0.5)]})
+    lp.prepare_librispeech(
+        str(tmp_path), str(tmp_path / "st"), ["test-clean"], translation="minish"
+    )
+    header, rows = pc.read_csv(tmp_path / "st" / "test-clean.csv")
+    assert header[-2:] == ["tgt", "tgt_lang"]
+    assert rows[0][-3:] == ["the dog", translate("the dog"), "qaa"]
+    _write_split(
+        tmp_path / "LS2" / "LibriSpeech",
+        "test-clean",
+        {("61", "7"): [("0000", "MISTER QUILTER", 0.5)]},
+    )
+    with pytest.raises(ValueError, match="No Minish word for 'mister'"):
+        lp.prepare_librispeech(
+            str(tmp_path / "LS2"), str(tmp_path / "st2"), ["test-clean"], translation="minish"
+        )
+    with pytest.raises(ValueError, match="translation='klingon'"):
+        lp.prepare_librispeech(
+            str(tmp_path), str(tmp_path / "x"), ["test-clean"], translation="klingon"
+        )

@@ -57,6 +57,21 @@ def test_st_chinese_uses_the_zh_tokenizer_and_mixed_languages_are_refused():
         score_outputs("st", mixed)
 
 
+def test_st_into_a_private_use_language_scores_bleu_without_language_id():
+    """Minish (qaa, the mini-corpus' invented language) has no langdetect model: BLEU with the
+    default tokenizer, no LID metrics, the signature says why; other unknown codes are errors."""
+    outs = outputs(["kobami tesu", "kobami"], ["kobami tesu", "ralo"], tgt_lang="qaa")
+    metrics, signatures = score_outputs("st", outs)
+    assert metrics["bleu"] == pytest.approx(
+        bleu(["kobami tesu", "kobami"], [o["reference"] for o in outs], "qaa")["bleu"]
+    )
+    assert "tok:13a" in signatures["bleu"]
+    assert "lid_target_pct" not in metrics and "lid_en_pct" not in metrics
+    assert "private-use" in signatures["lid"]
+    with pytest.raises(ValueError, match="not a langdetect language"):
+        score_outputs("st", outputs(["x y"], ["x y"], tgt_lang="xx"))
+
+
 def test_undefined_metrics_are_left_out_not_stored_as_nan():
     metrics, signatures = score_outputs("asr", outputs(["a"], [""]))
     assert "wer" not in metrics and "undefined" in signatures["wer"]
