@@ -12,6 +12,8 @@ import logging
 import os
 import re
 
+from speechmapper_plugin.utils.checkpoints import complete_checkpoints
+
 logger = logging.getLogger(__name__)
 
 
@@ -179,7 +181,8 @@ def find_best_checkpoint(save_folder, min_key):
     -------
     dict
         ``path`` (the projector file), ``checkpoint`` (the CKPT folder), ``meta`` and
-        ``selected_by`` (``"min <key>"`` or ``"latest"``).
+        ``selected_by`` (``"min <key>"`` or ``"latest"``). Torn checkpoints (a job killed
+        during a save) are skipped with a warning naming them.
 
     Example
     -------
@@ -194,18 +197,19 @@ def find_best_checkpoint(save_folder, min_key):
     >>> os.path.basename(best["checkpoint"]), best["meta"]["WER"], best["selected_by"]
     ('CKPT+a', 50.0, 'min WER')
     """
-    from speechbrain.utils.checkpoints import Checkpointer
-
     if not os.path.isdir(save_folder):
         raise FileNotFoundError(
             f"Checkpoint folder {save_folder} does not exist: the training run saved no "
             "checkpoint (or was run with --debug, which saves to a temporary folder)."
         )
-    checkpointer = Checkpointer(save_folder)
-    ckpt = checkpointer.find_checkpoint(min_key=min_key)
+    # Only complete checkpoints: a torn one (a job killed during a save) is skipped with a
+    # warning naming it (utils.checkpoints).
+    checkpoints = complete_checkpoints(save_folder)
+    scored = [c for c in checkpoints if isinstance(c.meta.get(min_key), (int, float))]
     selected_by = f"min {min_key}"
+    ckpt = min(scored, key=lambda c: (c.meta[min_key], -c.meta.get("unixtime", 0)), default=None)
     if ckpt is None:
-        ckpt = checkpointer.find_checkpoint()
+        ckpt = max(checkpoints, key=lambda c: c.meta.get("unixtime", 0), default=None)
         selected_by = "latest"
         if ckpt is not None:
             logger.warning(
@@ -215,7 +219,7 @@ def find_best_checkpoint(save_folder, min_key):
                 ckpt.path,
             )
     if ckpt is None:
-        raise FileNotFoundError(f"No CKPT+... checkpoint in {save_folder}.")
+        raise FileNotFoundError(f"No complete CKPT+... checkpoint in {save_folder}.")
     if "projector" not in ckpt.paramfiles:
         raise FileNotFoundError(
             f"Checkpoint {ckpt.path} has no projector.ckpt (files: "

@@ -10,12 +10,10 @@ import json
 import os
 
 
-class CurveLog:
-    """Append-only log of ``{"step": ..., "split": ..., <metric>: ...}`` records.
-
-    The file survives restarts: a resumed run first drops the records after the step of its
-    checkpoint (``truncate_after``: it trains and logs those steps again), then keeps
-    appending; ``plot`` draws one panel per metric with one line per split.
+class JsonLinesLog:
+    """An append-only JSON-lines file of ``{"step": ...}`` records that survives restarts: a
+    line cut by a crash is ignored (and the next record starts on a new line), and a resumed
+    run first drops the records after its checkpoint's step (``truncate_after``).
 
     Arguments
     ---------
@@ -25,20 +23,18 @@ class CurveLog:
     Example
     -------
     >>> import tempfile
-    >>> log = CurveLog(os.path.join(tempfile.mkdtemp(), "curve.jsonl"))
-    >>> log.add(10, "train", loss=2.0); log.add(20, "train", loss=1.0)
-    >>> [r["loss"] for r in log.records()]
-    [2.0, 1.0]
+    >>> log = JsonLinesLog(os.path.join(tempfile.mkdtemp(), "log.jsonl"))
+    >>> for s in (10, 20, 30): log.append({"step": s})
+    >>> log.truncate_after(20); [r["step"] for r in log.records()]
+    [10, 20]
     """
 
     def __init__(self, path):
         self.path = path
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
-    def add(self, step, split, **metrics):
-        """Append one record (values converted to float)."""
-        record = {"step": int(step), "split": split}
-        record.update({k: float(v) for k, v in metrics.items()})
+    def append(self, record):
+        """Append one record (a dict with a ``step``)."""
         torn = False
         if os.path.exists(self.path) and os.path.getsize(self.path):
             with open(self.path, "rb") as f:
@@ -62,16 +58,8 @@ class CurveLog:
         return out
 
     def truncate_after(self, step):
-        """Drop the records of steps after ``step`` (rewritten atomically).
-
-        Example
-        -------
-        >>> import tempfile
-        >>> log = CurveLog(os.path.join(tempfile.mkdtemp(), "curve.jsonl"))
-        >>> for s in (10, 20, 30): log.add(s, "train", loss=1.0)
-        >>> log.truncate_after(20); [r["step"] for r in log.records()]
-        [10, 20]
-        """
+        """Drop the records of steps after ``step`` (rewritten atomically): a resumed run
+        trains and logs those steps again."""
         records = self.records()
         kept = [r for r in records if r["step"] <= step]
         if len(kept) == len(records):
@@ -80,6 +68,31 @@ class CurveLog:
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in kept)
         os.replace(tmp, self.path)
+
+
+class CurveLog(JsonLinesLog):
+    """The learning curve: ``{"step": ..., "split": ..., <metric>: ...}`` records
+    (a ``JsonLinesLog``); ``plot`` draws one panel per metric with one line per split.
+
+    Arguments
+    ---------
+    path : str
+        The ``.jsonl`` file.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> log = CurveLog(os.path.join(tempfile.mkdtemp(), "curve.jsonl"))
+    >>> log.add(10, "train", loss=2.0); log.add(20, "train", loss=1.0)
+    >>> [r["loss"] for r in log.records()]
+    [2.0, 1.0]
+    """
+
+    def add(self, step, split, **metrics):
+        """Append one record (values converted to float)."""
+        record = {"step": int(step), "split": split}
+        record.update({k: float(v) for k, v in metrics.items()})
+        self.append(record)
 
     def plot(self, png_path, metrics=None, title=None):
         """Draw the curves into ``png_path`` (written atomically); returns the path."""

@@ -35,7 +35,8 @@ def compile_objective(module, mode="reduce-overhead", backend="inductor", fullgr
     dimensions become symbolic and one more graph serves every later shape (no recompilation
     per bucket). CUDA graphs (``mode="reduce-overhead"``) are still recorded per concrete shape,
     which is why batches are padded to a few bucket lengths (``data.padding``). CUDA graphs
-    assume one backward per forward before the next step (``grad_accumulation_factor`` 1).
+    assume one backward per forward before the next step (one micro-batch per process and
+    optimizer step: ``batches_per_step`` equal to the number of processes).
 
     Arguments
     ---------

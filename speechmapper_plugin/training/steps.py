@@ -32,6 +32,7 @@ from speechbrain.utils.checkpoints import (
 )
 
 from speechmapper_plugin.data.samplers import StepBatchSampler, process_group
+from speechmapper_plugin.training.curves import JsonLinesLog
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class _BudgetedEpochs:
             yield epoch
 
 
-class BatchLog:
+class BatchLog(JsonLinesLog):
     """Per-process JSON-lines record of the trained micro-batches (``batch_log: True``):
     ``{"step", "epoch", "kind", "ids"}`` for each micro-batch (``step``: the optimizer step
     it contributes to) and ``{"step", "params"}`` after each optimizer step (a SHA-1 of the
@@ -96,35 +97,9 @@ class BatchLog:
     [1]
     """
 
-    def __init__(self, path):
-        self.path = path
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-
     def add(self, **record):
         """Append one record."""
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def records(self):
-        """Every record, in order (a line cut by a crash is ignored)."""
-        if not os.path.exists(self.path):
-            return []
-        out = []
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return out
-
-    def truncate_after(self, step):
-        """Drop the records of optimizer steps after ``step`` (trained again on resume)."""
-        kept = [r for r in self.records() if r["step"] <= step]
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
-        os.replace(tmp, self.path)
+        self.append(record)
 
 
 def parameter_digest(modules):

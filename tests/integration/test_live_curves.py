@@ -120,7 +120,7 @@ def test_two_processes_write_one_event_file_with_the_audio_of_both(tiny):
         "--device=cpu",
         "--debug",
         "--debug_batches=6",
-        "--debug_epochs=2",  # 3 hang at the test stage, with or without live curves
+        "--debug_epochs=2",
     ]
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -9,6 +9,7 @@ shape. The tiny LLM has large random weights so that its answers depend on the i
 
 import datetime
 import json
+import logging
 import os
 import shutil
 
@@ -273,6 +274,24 @@ def test_find_best_checkpoint_falls_back_to_latest(tiny, tmp_path):
     assert best["selected_by"] == "latest" and best["checkpoint"].endswith("CKPT+1")
     with pytest.raises(FileNotFoundError, match="--debug"):
         find_best_checkpoint(str(tmp_path / "none"), "WER")
+
+
+def test_export_skips_a_torn_checkpoint(tiny, tmp_path, caplog):
+    """A checkpoint torn by a kill during its save is never exported: the best complete one is
+    (issue 14: every use of a checkpoint folder skips torn checkpoints)."""
+    save = tmp_path / "save"
+    shutil.copytree(os.path.join(tiny["stage1"], "save"), save)
+    complete = find_best_checkpoint(str(save), "WER")
+    torn = save / "CKPT+torn"
+    shutil.copytree(complete["checkpoint"], torn)
+    meta = (torn / "CKPT.yaml").read_text()
+    (torn / "CKPT.yaml").write_text(meta.replace(f"WER: {complete['meta']['WER']}", "WER: 0.0"))
+    assert "WER: 0.0" in (torn / "CKPT.yaml").read_text()  # it would be the best one
+    (torn / "projector.ckpt").write_bytes(b"")  # the save was cut here
+    with caplog.at_level(logging.WARNING, logger="speechmapper_plugin"):
+        best = find_best_checkpoint(str(save), "WER")
+    assert best["checkpoint"] == complete["checkpoint"]
+    assert "CKPT+torn" in caplog.text and "projector.ckpt is empty" in caplog.text
 
 
 def test_read_feature_config_rejects_unknown_caches(tmp_path):
