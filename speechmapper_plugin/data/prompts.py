@@ -168,6 +168,19 @@ def st_instruction(target_lang, instructions=None):
     return table[target_lang]
 
 
+def st_instructions_table(extra=None):
+    """The paper's ST instructions with ``extra`` ones added (or replacing them), by target
+    language: the ``st_instructions`` key of ``hparams/evaluate.yaml``.
+
+    Example
+    -------
+    >>> table = st_instructions_table({"qaa": "Tobu?"})
+    >>> table["qaa"], table["de"] == ST_INSTRUCTIONS["de"]
+    ('Tobu?', True)
+    """
+    return {**ST_INSTRUCTIONS, **dict(extra or {})}
+
+
 def sqa_instruction(question, template=SQA_INSTRUCTION):
     """The SQA instruction for one question.
 

@@ -86,6 +86,10 @@ CURVE_PNG = "training_curve.png"
 EVAL_FILE = "evaluation.json"
 
 
+#: Phase-2 steps of the shipped build (corrupted slots, see :func:`build_tiny_chat_lm`).
+DENOISE_STEPS = 1000
+
+
 #: Tasks scored on the dev sentences during training (the curve's WER panel).
 CURVE_TASKS = ("asr_table11", "asr_it", "st_it", "asr_table11_text")
 
@@ -461,14 +465,25 @@ def build_tiny_chat_lm(
     noise_max=0.5,
     corrupt_prob=0.0,
     corrupt_max=0.0,
+    denoise_steps=DENOISE_STEPS,
+    denoise_lr=1e-3,
+    denoise_corrupt_prob=0.5,
+    denoise_corrupt_max=0.6,
     template_weight=300,
     vocab_margin=300,
     tokenizer_sentences=20000,
     seed=0,
     eval_interval=500,
     num_threads=1,
+    phase1_folder=None,
 ):
     """Builds (or reuses) the trained tiny chat LM in a Hugging Face folder.
+
+    Two phases: ``steps`` steps of the instruction mix (true embeddings, some with Gaussian
+    noise), then ``denoise_steps`` more in which part of the slots are corrupted as a tiny
+    stage-1 projector's outputs are (``corrupt_tokens``, ``corrupt_vectors``), so that the LM
+    reads imperfect projector outputs as a large LLM does: through its knowledge of the
+    language, not only token by token.
 
     The folder holds ``config.json``, ``model.safetensors`` (float32), the tokenizer files
     with the chat template, ``generation_config.json``, the build manifest, the training
@@ -487,7 +502,9 @@ def build_tiny_chat_lm(
     hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size : int
         The Llama architecture (``hidden_size`` is the projector's ``llm_dim``).
     steps, batch_size, lr, warmup, noise_prob, noise_max, corrupt_prob, corrupt_max : training settings
-        See :func:`train_chat_lm`.
+        Phase 1, see :func:`train_chat_lm`.
+    denoise_steps, denoise_lr, denoise_corrupt_prob, denoise_corrupt_max : training settings
+        Phase 2 (0 steps: none), 50 warm-up steps, the same batch size and noise.
     template_weight : int
         Copies of each prompt text in the tokenizer corpus (:func:`tokenizer_texts`).
     vocab_margin : int
@@ -500,6 +517,10 @@ def build_tiny_chat_lm(
         Steps between dev-WER points of the curve.
     num_threads : int
         Torch CPU threads during the build (1: bit-reproducible).
+    phase1_folder : str or Path, optional
+        A build whose phase-1 settings are these (e.g. one with ``denoise_steps=0``): phase 1
+        is read from it (weights, tokenizer, curve) instead of retrained. Phase 1 is
+        deterministic, so the result is the same file for file.
 
     Returns
     -------
@@ -527,6 +548,10 @@ def build_tiny_chat_lm(
         "noise_max": noise_max,
         "corrupt_prob": corrupt_prob,
         "corrupt_max": corrupt_max,
+        "denoise_steps": denoise_steps,
+        "denoise_lr": denoise_lr,
+        "denoise_corrupt_prob": denoise_corrupt_prob,
+        "denoise_corrupt_max": denoise_corrupt_max,
         "template_weight": template_weight,
         "vocab_margin": vocab_margin,
         "tokenizer_sentences": tokenizer_sentences,
@@ -535,6 +560,8 @@ def build_tiny_chat_lm(
         "num_threads": num_threads,
         "heldout_plans": [list(plan) for plan in HELDOUT_PLANS],
     }
+    if phase1_folder is not None:
+        _check_phase1(phase1_folder, settings)
     held = heldout_sentences()
     lexicon = minish_lexicon()
     task_list = chat_tasks(lexicon)
@@ -554,40 +581,63 @@ def build_tiny_chat_lm(
                 exclude=held["all"],
                 vocabulary=grammar_words(vocabulary),
             )
-            tok_texts = tokenizer_texts(
-                sentences[:tokenizer_sentences], lexicon, task_list, template_weight
-            )
             init_folder = Path(tempfile.mkdtemp(prefix=".init", dir=tmp_folder)) / "llm"
-            build_tiny_llm(
-                init_folder,
-                tok_texts,
-                hidden_size=hidden_size,
-                num_layers=num_layers,
-                num_heads=num_heads,
-                num_kv_heads=num_kv_heads,
-                intermediate_size=intermediate_size,
-                seed=seed,
-                vocab_size=default_vocab_size(tok_texts) + vocab_margin,
-            )
-            llm = FrozenLLM(init_folder, dtype="float32")
-            torch.manual_seed(seed)
-            curve = train_chat_lm(
-                llm,
-                sentences,
-                task_list,
-                lexicon,
-                steps=steps,
-                batch_size=batch_size,
-                lr=lr,
-                warmup=warmup,
-                noise_prob=noise_prob,
-                noise_max=noise_max,
-                corrupt_prob=corrupt_prob,
-                corrupt_max=corrupt_max,
-                seed=seed,
-                eval_interval=eval_interval,
-                eval_sentences=held["dev"][:100],
-            )
+            if phase1_folder is not None:
+                curve = _read_phase1(phase1_folder, init_folder)
+                llm = FrozenLLM(init_folder, dtype="float32")
+            else:
+                tok_texts = tokenizer_texts(
+                    sentences[:tokenizer_sentences], lexicon, task_list, template_weight
+                )
+                build_tiny_llm(
+                    init_folder,
+                    tok_texts,
+                    hidden_size=hidden_size,
+                    num_layers=num_layers,
+                    num_heads=num_heads,
+                    num_kv_heads=num_kv_heads,
+                    intermediate_size=intermediate_size,
+                    seed=seed,
+                    vocab_size=default_vocab_size(tok_texts) + vocab_margin,
+                )
+                llm = FrozenLLM(init_folder, dtype="float32")
+                torch.manual_seed(seed)
+                curve = train_chat_lm(
+                    llm,
+                    sentences,
+                    task_list,
+                    lexicon,
+                    steps=steps,
+                    batch_size=batch_size,
+                    lr=lr,
+                    warmup=warmup,
+                    noise_prob=noise_prob,
+                    noise_max=noise_max,
+                    corrupt_prob=corrupt_prob,
+                    corrupt_max=corrupt_max,
+                    seed=seed,
+                    eval_interval=eval_interval,
+                    eval_sentences=held["dev"][:100],
+                )
+            if denoise_steps:
+                phase2 = train_chat_lm(
+                    llm,
+                    sentences,
+                    task_list,
+                    lexicon,
+                    steps=denoise_steps,
+                    batch_size=batch_size,
+                    lr=denoise_lr,
+                    warmup=50,
+                    noise_prob=noise_prob,
+                    noise_max=noise_max,
+                    corrupt_prob=denoise_corrupt_prob,
+                    corrupt_max=denoise_corrupt_max,
+                    seed=seed + DENOISE_SEED_OFFSET,
+                    eval_interval=eval_interval,
+                    eval_sentences=held["dev"][:100],
+                )
+                curve += [dict(r, step=r["step"] + steps, phase=2) for r in phase2]
             train_seconds = time.time() - start
             llm.model.save_pretrained(tmp_folder, safe_serialization=True)
             for name in _TOKENIZER_FILES:
@@ -609,6 +659,68 @@ def build_tiny_chat_lm(
 
     cached_build(output_folder, "chat LM", BUILD_MANIFEST, key_texts, settings, write)
     return output_folder
+
+
+#: Phase 2 draws its examples and noise from ``seed`` + this offset.
+DENOISE_SEED_OFFSET = 7
+
+
+#: The settings that decide phase 1 (a ``phase1_folder`` must record the same).
+_PHASE1_KEYS = (
+    "format",
+    "torch",
+    "num_sentences",
+    "vocabulary",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "num_kv_heads",
+    "intermediate_size",
+    "steps",
+    "batch_size",
+    "lr",
+    "warmup",
+    "noise_prob",
+    "noise_max",
+    "corrupt_prob",
+    "corrupt_max",
+    "template_weight",
+    "vocab_margin",
+    "tokenizer_sentences",
+    "seed",
+    "eval_interval",
+    "num_threads",
+    "heldout_plans",
+)
+
+
+def _check_phase1(folder, settings):
+    """Raises ``ValueError`` when ``folder``'s build manifest records other phase-1 settings
+    than ``settings`` (named), or a phase 2."""
+    folder = Path(folder)
+    recorded = json.loads((folder / BUILD_MANIFEST).read_text(encoding="utf-8"))["settings"]
+    if recorded.get("denoise_steps"):
+        raise ValueError(f"phase1_folder={folder} already holds a phase 2: give a phase-1 build.")
+    recorded = {"corrupt_prob": 0.0, "corrupt_max": 0.0, **recorded}  # builds before corruption
+    differ = {
+        k: (recorded.get(k), settings[k]) for k in _PHASE1_KEYS if recorded.get(k) != settings[k]
+    }
+    if differ:
+        raise ValueError(
+            f"phase1_folder={folder} was built with other phase-1 settings "
+            f"(recorded, wanted): {differ}"
+        )
+
+
+def _read_phase1(folder, init_folder):
+    """Copies the phase-1 model of ``folder`` into ``init_folder``; returns its curve."""
+    folder = Path(folder)
+    init_folder.mkdir(parents=True)
+    for name in _TOKENIZER_FILES + ("config.json", "model.safetensors"):
+        if (folder / name).is_file():
+            shutil.copy2(folder / name, init_folder / name)
+    curve = json.loads((folder / CURVE_FILE).read_text(encoding="utf-8"))
+    return [r for r in curve if r.get("phase", 1) == 1]
 
 
 _TOKENIZER_FILES = (
@@ -646,7 +758,14 @@ def main(argv=None):
     parser.add_argument("--noise_max", type=float, default=0.5)
     parser.add_argument("--corrupt_prob", type=float, default=0.0)
     parser.add_argument("--corrupt_max", type=float, default=0.0)
+    parser.add_argument("--denoise_steps", type=int, default=DENOISE_STEPS)
+    parser.add_argument("--denoise_lr", type=float, default=1e-3)
+    parser.add_argument("--denoise_corrupt_prob", type=float, default=0.5)
+    parser.add_argument("--denoise_corrupt_max", type=float, default=0.6)
     parser.add_argument("--vocabulary", default="small", choices=["small", "full"])
+    parser.add_argument(
+        "--phase1_folder", default=None, help="read phase 1 from this build (no retraining)"
+    )
     args = vars(parser.parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.pop("evaluate"):

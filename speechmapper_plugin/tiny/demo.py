@@ -172,6 +172,7 @@ class TinyRun:
         cmd = [self.python, f"recipes/LibriSpeech/{script}", f"hparams/{yaml_file}"]
         cmd += preset_overrides(self.preset, sections, **overrides)
         log_file = os.path.join(self.logs, f"{name}.log")
+        os.makedirs(os.path.dirname(log_file), exist_ok=True)
         if self.verbose:
             print(f"    $ {shlex.join(cmd)}", flush=True)
         start = time.time()

@@ -3,7 +3,6 @@ Table 6) on the tiny preset: the mini-corpus test transcripts, perturbed at each
 decoded by a tiny LM through the repeat prompt; result files, EET, Table 6, resume."""
 
 import json
-import os
 
 import pytest
 from recipe_runs import PRESET, run_recipe
@@ -18,30 +17,18 @@ from speechmapper_plugin.evaluation.noise_injection import (
     system_label,
 )
 from speechmapper_plugin.evaluation.report import main as report
+from speechmapper_plugin.tiny.chat_lm import shipped_chat_lm
 from speechmapper_plugin.tiny.preset import preset_overrides
 
 TABLE6 = [0.0, 1e-1, 1e-2, 1e-3, 1e-4]
 
 
-#: A folder holding a trained tiny chat LM, used by ``trained_tiny_lm`` until the project
-#: builds one itself.
-TRAINED_LM_ENV = "SPEECHMAPPER_TRAINED_TINY_LM"
-
-
 @pytest.fixture(scope="module")
-def trained_tiny_lm(tiny):
-    """The LM whose WER must rise with the noise degree: a tiny chat LM *trained* to repeat
-    the text in its speech slot (issue 13, point 1).
-
-    SWITCH: when the project builds the trained tiny chat LM, return its folder here (and
-    ``trained: True``). Until then: the folder named by $SPEECHMAPPER_TRAINED_TINY_LM, else
-    the random-init tiny LLM of the ``tiny`` fixture, which copies nothing (WER far above
-    100% at every degree), so the rising-WER test is marked as an expected failure.
-    """
-    folder = os.environ.get(TRAINED_LM_ENV)
-    if folder:
-        return {"folder": folder, "trained": True}
-    return {"folder": tiny["llm"], "trained": False}
+def trained_tiny_lm():
+    """The LM whose WER must rise with the noise degree: the project's trained tiny chat LM
+    (``tiny.chat_lm``, shipped as package data), trained to repeat the text in its speech
+    slot (issue 13, point 1)."""
+    return {"folder": str(shipped_chat_lm())}
 
 
 def noise_args(tiny, llm, output_folder, **extra):
@@ -136,16 +123,8 @@ def test_clean_degree_decodes_the_transcript_embeddings(noise_run):
     assert hyps == [o["hypothesis"] for o in result["outputs"]]
 
 
-def test_wer_rises_with_the_noise_degree(noise_run, request):
+def test_wer_rises_with_the_noise_degree(noise_run):
     out, lm = noise_run
-    if not lm["trained"]:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="the tiny LLM is random-init (copies nothing at any degree); switch "
-                "the trained_tiny_lm fixture to the trained tiny chat LM",
-            )
-        )
     wers = {degree: result["metrics"]["wer"] for degree, result in read_results(out).items()}
     ordered = [wers[d] for d in sorted(wers)]  # no noise, 1e-4, 1e-3, 1e-2, 1e-1
     assert wers[0.0] <= 50.0, f"the LM does not repeat clean text: {wers}"

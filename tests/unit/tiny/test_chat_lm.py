@@ -13,6 +13,8 @@ from speechmapper_plugin.models.frozen_llm import FrozenLLM
 from speechmapper_plugin.tiny.chat_lm import (
     BUILD_MANIFEST,
     CURVE_FILE,
+    DENOISE_STEPS,
+    build_tiny_chat_lm,
     file_digests,
     shipped_chat_lm,
     train_chat_lm,
@@ -87,3 +89,30 @@ def test_shipped_lm_copies_and_translates_heldout_text(shipped_llm):
     for name, score in scores.items():
         assert score["wer"] <= 10.0, (name, score)
         assert score["not_stopped_pct"] == 0.0, (name, score)
+
+
+def test_shipped_lm_is_the_two_phase_build():
+    """The shipped weights are those of the default build: phase 1, then the denoising phase
+    (its records follow phase 1's on the curve)."""
+    settings = json.loads((shipped_chat_lm() / BUILD_MANIFEST).read_text())["settings"]
+    assert settings["denoise_steps"] == DENOISE_STEPS > 0
+    curve = json.loads((shipped_chat_lm() / CURVE_FILE).read_text())
+    phase2 = [r for r in curve if r.get("phase") == 2]
+    assert phase2 and min(r["step"] for r in phase2) > settings["steps"]
+
+
+def test_phase1_folder_of_other_settings_is_refused(tmp_path):
+    """Reusing phase 1 from a build of other settings would ship a model that no rebuild
+    reproduces: refused, naming the differing settings."""
+    with pytest.raises(ValueError, match=r"other phase-1 settings.*'steps': \(3000, 5\)"):
+        build_tiny_chat_lm(tmp_path / "lm", steps=5, phase1_folder=_phase1_of_shipped(tmp_path))
+
+
+def _phase1_of_shipped(tmp_path):
+    """The shipped build's manifest as a phase-1 build's (no weights needed to be refused)."""
+    folder = tmp_path / "phase1"
+    folder.mkdir()
+    manifest = json.loads((shipped_chat_lm() / BUILD_MANIFEST).read_text())
+    manifest["settings"]["denoise_steps"] = 0
+    (folder / BUILD_MANIFEST).write_text(json.dumps(manifest))
+    return folder
