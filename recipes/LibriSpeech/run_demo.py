@@ -100,7 +100,7 @@ def main(argv=None):
         zero_shot = run.evaluate(
             "stage1_zero_shot",
             projector_checkpoint=os.path.join(stage1, "save"),
-            system_name="SpeechMapper stage 1 (zero-shot through the LLM)",
+            system_name="SpeechMapper stage 1 (through the LLM)",
         )
         timings["stage-1 zero-shot decoding"] = time.time() - start
 

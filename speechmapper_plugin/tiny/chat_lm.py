@@ -24,7 +24,11 @@ prompt. This module builds one offline, from the mini-corpus grammar alone:
   table that stage 1 regresses onto is the one the LM was trained with;
 * slot vectors get Gaussian noise on part of the batch (std drawn in [0, ``noise_max``]
   times the embedding std per dimension), so the LM tolerates imperfect projector outputs.
-  This is a deviation from a real LLM, which never saw noisy embeddings.
+  This is a deviation from a real LLM, which never saw noisy embeddings;
+* a second phase corrupts most slots as a tiny stage-1 projector's outputs are (words
+  replaced, dropped or repeated, vectors blurred), so the LM reads imperfect projector outputs
+  through its knowledge of the language, as a large LLM does, rather than token by token
+  (another deviation; ``tiny/assets/README.md`` has the figures with and without it).
 
 Training is deterministic on CPU (one thread, seeded generators): the same torch version on the
 same kind of CPU rebuilds the shipped weights bit for bit (:func:`file_digests`). The shipped
@@ -467,8 +471,8 @@ def build_tiny_chat_lm(
     corrupt_max=0.0,
     denoise_steps=DENOISE_STEPS,
     denoise_lr=1e-3,
-    denoise_corrupt_prob=0.5,
-    denoise_corrupt_max=0.6,
+    denoise_corrupt_prob=0.8,
+    denoise_corrupt_max=0.9,
     template_weight=300,
     vocab_margin=300,
     tokenizer_sentences=20000,
@@ -760,8 +764,8 @@ def main(argv=None):
     parser.add_argument("--corrupt_max", type=float, default=0.0)
     parser.add_argument("--denoise_steps", type=int, default=DENOISE_STEPS)
     parser.add_argument("--denoise_lr", type=float, default=1e-3)
-    parser.add_argument("--denoise_corrupt_prob", type=float, default=0.5)
-    parser.add_argument("--denoise_corrupt_max", type=float, default=0.6)
+    parser.add_argument("--denoise_corrupt_prob", type=float, default=0.8)
+    parser.add_argument("--denoise_corrupt_max", type=float, default=0.9)
     parser.add_argument("--vocabulary", default="small", choices=["small", "full"])
     parser.add_argument(
         "--phase1_folder", default=None, help="read phase 1 from this build (no retraining)"
