@@ -20,7 +20,7 @@ venv: $(VENV)/.installed
 # The main job on the embedded default: synthesize the mini-corpus, extract features, topline,
 # stage 1 on the trained tiny chat LM's embedding table, zero-shot decoding, stage 2, decode,
 # print the results table and the four figures. `make miniature`: the paper's stage-2 findings
-# in miniature (3 seeds; about 30 CPU minutes, after or without the demo).
+# in miniature (3 seeds; about 25 minutes on 2 cores, after or without the demo).
 demo: venv
 	$(PY) recipes/LibriSpeech/run_demo.py
 

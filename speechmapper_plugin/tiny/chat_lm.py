@@ -129,7 +129,7 @@ def shipped_chat_lm():
         raise FileNotFoundError(
             f"The trained tiny chat LM is incomplete in {SHIPPED_FOLDER} (missing: {missing}): "
             "reinstall the package with its data files, or rebuild it with `python -m "
-            "speechmapper_plugin.tiny.chat_lm --output_folder DIR` (about 21 CPU minutes) "
+            "speechmapper_plugin.tiny.chat_lm --output_folder DIR` (about 26 CPU minutes) "
             "and pass DIR as --llm_folder."
         )
     return SHIPPED_FOLDER
