@@ -20,6 +20,7 @@ Authors
 speechmapper developers, 2026
 """
 
+import dataclasses
 import difflib
 import logging
 import re
@@ -109,8 +110,39 @@ def parse_arguments(argv):
     """
     import speechbrain as sb
 
+    # SpeechBrain joins the arguments with "=" and splits them again, so an "=" inside a value
+    # (``--system_name="CE sigma=0.9"``) would become a space: hide it from that round trip.
+    argv = list(argv)
+    argv[1:] = [_hide_equals(arg) for arg in argv[1:]]
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    if isinstance(overrides, str):
+        overrides = overrides.replace(_EQUALS, "=")
+    hidden = {
+        key: value.replace(_EQUALS, "=")
+        for key, value in run_opts.items()
+        if isinstance(value, str) and _EQUALS in value
+    }
+    if hidden:  # SpeechBrain's RunOptions is a frozen dataclass
+        run_opts = dataclasses.replace(run_opts, **hidden)
     return hparams_file, run_opts, check_overrides(hparams_file, overrides)
+
+
+#: Stands for an "=" inside a command-line value while SpeechBrain parses the arguments.
+_EQUALS = "\x00EQ\x00"
+
+
+def _hide_equals(arg):
+    """``--key=a=b`` -> ``--key=a<_EQUALS>b``; a bare value's every "=" is hidden.
+
+    Example
+    -------
+    >>> _hide_equals("--name=a=b").replace(_EQUALS, "#"), _hide_equals("--lr=0.1")
+    ('--name=a#b', '--lr=0.1')
+    """
+    if arg.startswith("--") and "=" in arg:
+        key, value = arg.split("=", 1)
+        return f"{key}={value.replace('=', _EQUALS)}"
+    return arg.replace("=", _EQUALS)
 
 
 def check_overrides(hparams_file, overrides, text=None):

@@ -183,3 +183,15 @@ def test_parse_arguments_checks_before_anything_is_loaded(typed_file):
     assert (loaded["lr"], loaded["peak_lr"]) == (0.3, 0.3)
     with pytest.raises(ValueError, match=r"--max_steps=abc: expected an integer"):
         parse_arguments([typed_file, "--max_steps=abc"])
+
+
+def test_an_equals_sign_inside_a_value_is_kept(typed_file):
+    """SpeechBrain's own parser turns "=" inside a value into a space; ours keeps it, in an
+    override and in a run option."""
+    _, run_opts, overrides = parse_arguments(
+        [typed_file, "--data_folder=/d/x=1", "--device=cpu:0=x", "--lr=0.2", "--precision=bf16"]
+    )
+    assert "data_folder: /d/x=1" in overrides.splitlines()
+    assert "lr: 0.2" in overrides.splitlines()
+    assert run_opts["device"] == "cpu:0=x" and run_opts["precision"] == "bf16"
+    assert run_opts.overridden_args >= {"device", "precision"}  # still SpeechBrain's RunOptions
