@@ -189,8 +189,22 @@ class TinyRun:
             )
         return time.time() - start
 
-    def _done(self, folder):
-        return bool(glob.glob(os.path.join(folder, "results", "*.json")))
+    def _step(self, name, script, yaml_file, sections, **overrides):
+        """Run one step with the LLM, the data paths and ``output_folder=<output>/<name>``,
+        unless that folder already holds its result files. Returns the folder."""
+        folder = self.path(name)
+        if not glob.glob(os.path.join(folder, "results", "*.json")):
+            self.run(
+                name,
+                script,
+                yaml_file,
+                sections,
+                llm_source=self.llm,
+                output_folder=folder,
+                **self.common,
+                **overrides,
+            )
+        return folder
 
     def extract(self):
         """Data preparation and feature extraction (``extract_features.py``)."""
@@ -205,69 +219,25 @@ class TinyRun:
     def stage1(self, name="stage1", **overrides):
         """Stage 1 against the LLM's embedding table (``train_stage1.py``); its test result is
         the nearest-embedding read-out. Returns the output folder."""
-        folder = self.path(name)
-        if not self._done(folder):
-            self.run(
-                name,
-                "train_stage1.py",
-                "stage1.yaml",
-                ["projector", "both_stages", "stage1"],
-                llm_source=self.llm,
-                output_folder=folder,
-                **self.common,
-                **overrides,
-            )
-        return folder
+        sections = ["projector", "both_stages", "stage1"]
+        return self._step(name, "train_stage1.py", "stage1.yaml", sections, **overrides)
 
     def stage2(self, name, stage1_checkpoint, **overrides):
         """Task-agnostic stage 2 through the frozen LLM (``train_stage2.py``), then greedy
         decoding of the test sets with the zero-shot prompt. Returns the output folder."""
-        folder = self.path(name)
-        if not self._done(folder):
-            self.run(
-                name,
-                "train_stage2.py",
-                "stage2.yaml",
-                ["projector", "both_stages", "stage2"],
-                llm_source=self.llm,
-                output_folder=folder,
-                stage1_checkpoint=stage1_checkpoint,
-                **self.common,
-                **overrides,
-            )
-        return folder
+        sections = ["projector", "both_stages", "stage2"]
+        overrides["stage1_checkpoint"] = stage1_checkpoint
+        return self._step(name, "train_stage2.py", "stage2.yaml", sections, **overrides)
 
     def evaluate(self, name, **overrides):
         """``evaluate.py`` of one system (``system``, ``projector_checkpoint``, ``task``...).
         Returns the output folder."""
-        folder = self.path(name)
-        if not self._done(folder):
-            self.run(
-                name,
-                "evaluate.py",
-                "evaluate.yaml",
-                ["projector", "evaluate"],
-                llm_source=self.llm,
-                output_folder=folder,
-                **self.common,
-                **overrides,
-            )
-        return folder
+        sections = ["projector", "evaluate"]
+        return self._step(name, "evaluate.py", "evaluate.yaml", sections, **overrides)
 
     def stage2_task(self, name, stage1_checkpoint, yaml_file="stage2_st_minish.yaml", **overrides):
         """Task-specific stage 2 (setting iii, ``train_stage2_task.py``), then the test sets
         with the task prompt. Returns the output folder."""
-        folder = self.path(name)
-        if not self._done(folder):
-            self.run(
-                name,
-                "train_stage2_task.py",
-                yaml_file,
-                ["projector", "stage2_task"],
-                llm_source=self.llm,
-                output_folder=folder,
-                stage1_checkpoint=stage1_checkpoint,
-                **self.common,
-                **overrides,
-            )
-        return folder
+        overrides["stage1_checkpoint"] = stage1_checkpoint
+        sections = ["projector", "stage2_task"]
+        return self._step(name, "train_stage2_task.py", yaml_file, sections, **overrides)

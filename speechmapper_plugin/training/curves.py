@@ -9,6 +9,8 @@ speechmapper developers, 2026
 import json
 import os
 
+from speechmapper_plugin.utils.files import atomic_write_text
+
 
 class JsonLinesLog:
     """An append-only JSON-lines file of ``{"step": ...}`` records that survives restarts: a
@@ -64,10 +66,7 @@ class JsonLinesLog:
         kept = [r for r in records if r["step"] <= step]
         if len(kept) == len(records):
             return
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 class CurveLog(JsonLinesLog):
